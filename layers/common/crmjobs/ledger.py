@@ -1,0 +1,309 @@
+"""The run ledger: every run's record and its status transitions, as conditional writes.
+
+Status flow: QUEUED or DELAYED -> EXECUTING -> COMPLETED | FAILED, back to QUEUED between
+attempts; QUEUED or DELAYED -> CANCELED. A transition that does not hold (a duplicate
+delivery, a canceled run) fails its condition instead of overwriting the record.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel
+from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
+from pynamodb.transactions import TransactWrite
+
+from crmjobs import config
+from crmjobs.models import Run, TriggerKey
+from crmjobs.tasks import get_task
+
+RUN_RETENTION_DAYS = 30
+IDEMPOTENCY_TTL = timedelta(hours=24)
+_RUN_NAMESPACE = uuid.UUID("0b5c6f0e-8b4a-4c59-9a55-3f6c3c1f2d10")
+
+
+class RunStatus(StrEnum):
+    QUEUED = "QUEUED"
+    DELAYED = "DELAYED"
+    EXECUTING = "EXECUTING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELED = "CANCELED"
+
+
+FINISHED = {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELED}
+CANCELABLE = {RunStatus.QUEUED, RunStatus.DELAYED}
+
+
+class RunView(BaseModel):
+    """What users see of a run (client, HTTP API, CLI)."""
+
+    id: str
+    task: str
+    workspaceId: str
+    status: RunStatus
+    payload: dict[str, Any]
+    attempts: int
+    maxAttempts: int
+    output: Any = None
+    error: dict[str, Any] | None = None
+    tags: list[str] = []
+    idempotencyKey: str | None = None
+    source: str
+    replayOf: str | None = None
+    runAt: str | None = None
+    createdAt: str
+    updatedAt: str
+    startedAt: str | None = None
+    finishedAt: str | None = None
+    #: True when a trigger's idempotency key returned this earlier run instead of a new one.
+    deduplicated: bool = False
+
+    @classmethod
+    def of(cls, run: Run, *, deduplicated: bool = False) -> RunView:
+        return cls(
+            id=run.id,
+            task=run.task,
+            workspaceId=run.workspace_id,
+            status=RunStatus(run.status),
+            payload=run.payload,
+            attempts=int(run.attempts or 0),
+            maxAttempts=int(run.max_attempts),
+            output=run.output,
+            error=run.error,
+            tags=sorted(run.tags or ()),
+            idempotencyKey=run.idempotency_key,
+            source=run.source,
+            replayOf=run.replay_of,
+            runAt=run.run_at,
+            createdAt=run.created_at,
+            updatedAt=run.updated_at,
+            startedAt=run.started_at,
+            finishedAt=run.finished_at,
+            deduplicated=deduplicated,
+        )
+
+
+class RunConflict(RuntimeError):
+    """The run is not in a state that allows the requested transition."""
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_run_id() -> str:
+    return f"run_{uuid.uuid4().hex}"
+
+
+def run_id_for_message(task: str, message_id: str) -> str:
+    """A plain SQS message's run id: stable across redeliveries of that message."""
+    return f"run_{uuid.uuid5(_RUN_NAMESPACE, f'{task}:{message_id}').hex}"
+
+
+def new_run(
+    *,
+    run_id: str,
+    task: str,
+    workspace_id: str,
+    payload: dict[str, Any],
+    status: RunStatus = RunStatus.QUEUED,
+    tags: tuple[str, ...] | list[str] = (),
+    idempotency_key: str | None = None,
+    source: str = "client",
+    replay_of: str | None = None,
+    run_at: str | None = None,
+) -> Run:
+    created = now_iso()
+    return Run(
+        id=run_id,
+        task=task,
+        workspace_id=workspace_id,
+        workspace_task=f"{workspace_id}#{task}",
+        workspace_status=f"{workspace_id}#{status}",
+        status=str(status),
+        payload=payload,
+        attempts=0,
+        max_attempts=get_task(task).attempts,
+        tags=set(tags) or None,
+        idempotency_key=idempotency_key,
+        source=source,
+        replay_of=replay_of,
+        run_at=run_at,
+        created_at=created,
+        updated_at=created,
+        expires_at=timedelta(days=config.int_setting("RUN_RETENTION_DAYS", RUN_RETENTION_DAYS)),
+    )
+
+
+def create(run: Run) -> Run:
+    run.save(condition=Run.id.does_not_exist())
+    return run
+
+
+def create_once(run: Run, idempotency_key: str) -> tuple[Run, bool]:
+    """Create the run unless the key already made one within its TTL: (run, created)."""
+    guard_id = TriggerKey.key_for(run.task, run.workspace_id, idempotency_key)
+    ttl = timedelta(
+        seconds=config.int_setting("IDEMPOTENCY_TTL_SECONDS", int(IDEMPOTENCY_TTL.total_seconds()))
+    )
+    guard = TriggerKey(id=guard_id, run_id=run.id, expiration=ttl)
+    now_epoch = int(datetime.now(UTC).timestamp())
+    try:
+        with TransactWrite() as transaction:
+            transaction.save(
+                guard,
+                condition=TriggerKey.id.does_not_exist() | (TriggerKey.expiration < now_epoch),
+            )
+            transaction.save(run, condition=Run.id.does_not_exist())
+        return run, True
+    except TransactWriteError as exc:
+        reasons = [r.code if r else None for r in (exc.cancellation_reasons or [])]
+        if reasons and reasons[0] == "ConditionalCheckFailed":
+            existing = TriggerKey.get(guard_id, consistent_read=True)
+            return Run.get(existing.run_id, consistent_read=True), False
+        raise
+
+
+def get(run_id: str, workspace_id: str | None = None) -> Run | None:
+    """The run, or None when missing or in another workspace than the one given."""
+    try:
+        run = Run.get(run_id, consistent_read=True)
+    except Run.DoesNotExist:
+        return None
+    if workspace_id is not None and run.workspace_id != workspace_id:
+        return None
+    return run
+
+
+def _transition(run: Run, status: RunStatus, condition, **fields: Any) -> Run:
+    actions = [
+        Run.status.set(str(status)),
+        Run.workspace_status.set(f"{run.workspace_id}#{status}"),
+        Run.updated_at.set(now_iso()),
+    ]
+    for name, value in fields.items():
+        attribute = getattr(Run, name)
+        actions.append(attribute.remove() if value is None else attribute.set(value))
+    try:
+        run.update(actions=actions, condition=condition)
+    except UpdateError as exc:
+        if exc.cause_response_code == "ConditionalCheckFailedException":
+            raise RunConflict(f"run {run.id} cannot become {status}") from None
+        raise
+    return run
+
+
+def start_attempt(run: Run) -> Run:
+    """QUEUED/DELAYED (or EXECUTING after a lost attempt) -> EXECUTING, attempts + 1.
+
+    Conditional on the attempts read, so two deliveries of one message never both run.
+    """
+    condition = Run.status.is_in(
+        str(RunStatus.QUEUED), str(RunStatus.DELAYED), str(RunStatus.EXECUTING)
+    ) & (Run.attempts == int(run.attempts or 0))
+    return _transition(
+        run,
+        RunStatus.EXECUTING,
+        condition,
+        attempts=int(run.attempts or 0) + 1,
+        started_at=now_iso(),
+    )
+
+
+def complete(run: Run, output: Any) -> Run:
+    return _transition(
+        run,
+        RunStatus.COMPLETED,
+        Run.status == str(RunStatus.EXECUTING),
+        output=output,
+        error=None,
+        finished_at=now_iso(),
+    )
+
+
+def _error(message: str, kind: str, attempt: int) -> dict[str, Any]:
+    return {"message": message, "type": kind, "attempt": attempt, "at": now_iso()}
+
+
+def fail(run: Run, message: str, kind: str) -> Run:
+    """Final failure: bad input, a missing entity, or the last attempt spent."""
+    return _transition(
+        run,
+        RunStatus.FAILED,
+        Run.status.is_in(str(RunStatus.EXECUTING), str(RunStatus.QUEUED), str(RunStatus.DELAYED)),
+        error=_error(message, kind, int(run.attempts or 0)),
+        finished_at=now_iso(),
+    )
+
+
+def retry_later(run: Run, message: str, kind: str) -> Run:
+    """EXECUTING -> QUEUED with the error kept, until the next attempt starts."""
+    return _transition(
+        run,
+        RunStatus.QUEUED,
+        Run.status == str(RunStatus.EXECUTING),
+        error=_error(message, kind, int(run.attempts or 0)),
+    )
+
+
+def cancel(run: Run) -> Run:
+    return _transition(
+        run,
+        RunStatus.CANCELED,
+        Run.status.is_in(*(str(s) for s in CANCELABLE)),
+        finished_at=now_iso(),
+    )
+
+
+def list_runs(
+    workspace_id: str,
+    *,
+    task: str | None = None,
+    status: RunStatus | str | None = None,
+    tag: str | None = None,
+    limit: int = 50,
+) -> list[Run]:
+    """Newest first, from the index that fits; a tag narrows with a filter."""
+    if task and status:
+        query = Run.by_workspace_task.query(
+            f"{workspace_id}#{task}",
+            filter_condition=Run.status == str(RunStatus(status)),
+            scan_index_forward=False,
+        )
+    elif task:
+        query = Run.by_workspace_task.query(f"{workspace_id}#{task}", scan_index_forward=False)
+    elif status:
+        query = Run.by_workspace_status.query(
+            f"{workspace_id}#{RunStatus(status)}", scan_index_forward=False
+        )
+    else:
+        query = Run.by_workspace.query(workspace_id, scan_index_forward=False)
+    runs: list[Run] = []
+    for run in query:
+        if tag and tag not in (run.tags or ()):
+            continue
+        runs.append(run)
+        if len(runs) >= limit:
+            break
+    return runs
+
+
+def ensure_plain_message_run(
+    *, run_id: str, task: str, workspace_id: str, payload: dict[str, Any], source: str
+) -> Run:
+    """The run of a message published without the client: created on first delivery."""
+    existing = get(run_id)
+    if existing is not None:
+        return existing
+    try:
+        return create(
+            new_run(
+                run_id=run_id, task=task, workspace_id=workspace_id, payload=payload, source=source
+            )
+        )
+    except PutError:
+        return Run.get(run_id, consistent_read=True)

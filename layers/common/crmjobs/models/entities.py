@@ -1,0 +1,226 @@
+"""The CRM's entities (spec: domain.md), one PynamoDB model per table.
+
+Attributes are snake_case in Python and camelCase in DynamoDB, as the app writes them.
+"""
+
+from __future__ import annotations
+
+from pynamodb.attributes import (
+    BooleanAttribute,
+    JSONAttribute,
+    MapAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+    UTCDateTimeAttribute,
+    VersionAttribute,
+)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+
+from crmjobs.models.base import WorkspaceScoped, table_meta, utcnow
+
+TIER_CONCURRENCY = {"free": 1, "starter": 5, "professional": 20, "enterprise": 20}
+SYSTEM_CONCURRENCY = 10
+ACTIVE_SHARD = "active"
+
+
+class ActiveWorkspacesIndex(GlobalSecondaryIndex):
+    """Sparse: only active workspaces carry activeShard."""
+
+    class Meta:
+        index_name = "active-index"
+        projection = AllProjection()
+
+    active_shard = UnicodeAttribute(hash_key=True, attr_name="activeShard")
+    id = UnicodeAttribute(range_key=True)
+
+
+class Workspace(Model):
+    Meta = table_meta("WORKSPACES_TABLE")
+
+    id = UnicodeAttribute(hash_key=True)
+    name = UnicodeAttribute()
+    slug = UnicodeAttribute(null=True)
+    subscription_tier = UnicodeAttribute(default="free", attr_name="subscriptionTier")
+    is_active = BooleanAttribute(default=True, attr_name="isActive")
+    timezone = UnicodeAttribute(default="UTC")
+    active_shard = UnicodeAttribute(null=True, attr_name="activeShard")
+    active_index = ActiveWorkspacesIndex()
+
+    def save(self, *args, **kwargs):
+        self.active_shard = ACTIVE_SHARD if self.is_active else None
+        return super().save(*args, **kwargs)
+
+    @property
+    def concurrency_limit(self) -> int:
+        return TIER_CONCURRENCY.get(self.subscription_tier, TIER_CONCURRENCY["free"])
+
+    @classmethod
+    def active(cls):
+        return cls.active_index.query(ACTIVE_SHARD)
+
+
+class Prospect(WorkspaceScoped):
+    Meta = table_meta("PROSPECTS_TABLE")
+
+    workspace_id = UnicodeAttribute(hash_key=True, attr_name="workspaceId")
+    id = UnicodeAttribute(range_key=True)
+    name = UnicodeAttribute()
+    email = UnicodeAttribute(null=True)
+    phone = UnicodeAttribute(null=True)
+    company = UnicodeAttribute(null=True)
+    title = UnicodeAttribute(null=True)
+    stage = UnicodeAttribute(default="new")
+    estimated_value = NumberAttribute(null=True, attr_name="estimatedValue")
+    last_contacted_at = UTCDateTimeAttribute(null=True, attr_name="lastContactedAt")
+    email_opt_out = BooleanAttribute(default=False, attr_name="emailOptOut")
+    score = NumberAttribute(null=True)
+    score_breakdown = MapAttribute(null=True, attr_name="scoreBreakdown")
+    scored_at = UTCDateTimeAttribute(null=True, attr_name="scoredAt")
+    score_rules_version = NumberAttribute(null=True, attr_name="scoreRulesVersion")
+    created_at = UTCDateTimeAttribute(default=utcnow, attr_name="createdAt")
+    updated_at = UTCDateTimeAttribute(default=utcnow, attr_name="updatedAt")
+    #: Optimistic lock: every writer (the app and the scorer) bumps it.
+    version = VersionAttribute()
+
+
+class Contact(WorkspaceScoped):
+    Meta = table_meta("CONTACTS_TABLE")
+
+    workspace_id = UnicodeAttribute(hash_key=True, attr_name="workspaceId")
+    id = UnicodeAttribute(range_key=True)
+    first_name = UnicodeAttribute(null=True, attr_name="firstName")
+    last_name = UnicodeAttribute(null=True, attr_name="lastName")
+    email = UnicodeAttribute()
+    phone = UnicodeAttribute(null=True)
+    title = UnicodeAttribute(null=True)
+    company = UnicodeAttribute(null=True)
+    last_contacted_at = UTCDateTimeAttribute(null=True, attr_name="lastContactedAt")
+    email_opt_out = BooleanAttribute(default=False, attr_name="emailOptOut")
+
+
+class KnowledgeItem(WorkspaceScoped):
+    Meta = table_meta("KNOWLEDGE_TABLE")
+
+    workspace_id = UnicodeAttribute(hash_key=True, attr_name="workspaceId")
+    id = UnicodeAttribute(range_key=True)
+    title = UnicodeAttribute()
+    type = UnicodeAttribute(default="document")
+    status = UnicodeAttribute(default="processing")
+    content = UnicodeAttribute(null=True)
+    mime_type = UnicodeAttribute(null=True, attr_name="mimeType")
+    file_name = UnicodeAttribute(null=True, attr_name="fileName")
+    source_url = UnicodeAttribute(null=True, attr_name="sourceUrl")
+    processing_error = UnicodeAttribute(null=True, attr_name="processingError")
+    chunk_count = NumberAttribute(null=True, attr_name="chunkCount")
+    indexed_at = UTCDateTimeAttribute(null=True, attr_name="indexedAt")
+    content_hash = UnicodeAttribute(null=True, attr_name="contentHash")
+    embedding_model = UnicodeAttribute(null=True, attr_name="embeddingModel")
+    created_at = UTCDateTimeAttribute(default=utcnow, attr_name="createdAt")
+    updated_at = UTCDateTimeAttribute(default=utcnow, attr_name="updatedAt")
+
+
+class CampaignContent(MapAttribute):
+    subject = UnicodeAttribute(null=True)
+    body = UnicodeAttribute(null=True)
+
+
+class Campaign(WorkspaceScoped):
+    Meta = table_meta("CAMPAIGNS_TABLE")
+
+    workspace_id = UnicodeAttribute(hash_key=True, attr_name="workspaceId")
+    id = UnicodeAttribute(range_key=True)
+    name = UnicodeAttribute()
+    type = UnicodeAttribute(default="email")
+    status = UnicodeAttribute(default="draft")
+    audience = UnicodeAttribute(null=True)
+    content = CampaignContent(null=True)
+    scheduled_for = UTCDateTimeAttribute(null=True, attr_name="scheduledFor")
+    counters = MapAttribute(null=True)
+    last_error = UnicodeAttribute(null=True, attr_name="lastError")
+    created_by = UnicodeAttribute(null=True, attr_name="createdBy")
+    created_at = UTCDateTimeAttribute(default=utcnow, attr_name="createdAt")
+    updated_at = UTCDateTimeAttribute(default=utcnow, attr_name="updatedAt")
+
+
+class Delivery(Model):
+    """One recipient of one campaign: keyed (workspaceId#campaignId, email)."""
+
+    Meta = table_meta("DELIVERIES_TABLE")
+
+    campaign_key = UnicodeAttribute(hash_key=True, attr_name="campaignKey")
+    email = UnicodeAttribute(range_key=True)
+    workspace_id = UnicodeAttribute(attr_name="workspaceId")
+    status = UnicodeAttribute(default="pending")
+    message_id = UnicodeAttribute(null=True, attr_name="messageId")
+    error = UnicodeAttribute(null=True)
+    sent_at = UTCDateTimeAttribute(null=True, attr_name="sentAt")
+
+    @staticmethod
+    def key_for(workspace_id: str, campaign_id: str) -> str:
+        return f"{workspace_id}#{campaign_id}"
+
+
+class Suppression(Model):
+    """An address a workspace must not mail (bounce, complaint)."""
+
+    Meta = table_meta("SUPPRESSIONS_TABLE")
+
+    workspace_id = UnicodeAttribute(hash_key=True, attr_name="workspaceId")
+    email = UnicodeAttribute(range_key=True)
+    reason = UnicodeAttribute(default="bounce")
+    created_at = UTCDateTimeAttribute(default=utcnow, attr_name="createdAt")
+
+
+class AgentsByStatusIndex(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "status-index"
+        projection = AllProjection()
+
+    status = UnicodeAttribute(hash_key=True)
+    id = UnicodeAttribute(range_key=True)
+
+
+class Agent(WorkspaceScoped):
+    Meta = table_meta("AGENTS_TABLE")
+
+    workspace_id = UnicodeAttribute(hash_key=True, attr_name="workspaceId")
+    id = UnicodeAttribute(range_key=True)
+    name = UnicodeAttribute()
+    description = UnicodeAttribute(null=True)
+    type = UnicodeAttribute(default="assistant")
+    status = UnicodeAttribute(default="draft")
+    config = JSONAttribute(null=True)
+    execution_count = NumberAttribute(default=0, attr_name="executionCount")
+    last_executed_at = UTCDateTimeAttribute(null=True, attr_name="lastExecutedAt")
+    created_by = UnicodeAttribute(null=True, attr_name="createdBy")
+    status_index = AgentsByStatusIndex()
+
+
+class ExecutionsByAgentIndex(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "agent-index"
+        projection = AllProjection()
+
+    agent_key = UnicodeAttribute(hash_key=True, attr_name="agentKey")
+    started_at = UnicodeAttribute(range_key=True, attr_name="startedAt")
+
+
+class AgentExecution(WorkspaceScoped):
+    Meta = table_meta("EXECUTIONS_TABLE")
+
+    workspace_id = UnicodeAttribute(hash_key=True, attr_name="workspaceId")
+    id = UnicodeAttribute(range_key=True)
+    agent_id = UnicodeAttribute(attr_name="agentId")
+    agent_key = UnicodeAttribute(attr_name="agentKey")
+    triggered_by = UnicodeAttribute(null=True, attr_name="triggeredBy")
+    status = UnicodeAttribute(default="pending")
+    input = JSONAttribute(null=True)
+    output = JSONAttribute(null=True)
+    error = JSONAttribute(null=True)
+    duration_ms = NumberAttribute(null=True, attr_name="durationMs")
+    tokens_used = NumberAttribute(null=True, attr_name="tokensUsed")
+    #: ISO-8601 text, so it sorts in the agent-index.
+    started_at = UnicodeAttribute(attr_name="startedAt")
+    completed_at = UTCDateTimeAttribute(null=True, attr_name="completedAt")
+    by_agent = ExecutionsByAgentIndex()

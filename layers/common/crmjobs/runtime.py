@@ -1,0 +1,288 @@
+"""The task runtime shared by every SQS-fed function.
+
+Per record: find or record the run, validate the payload, take a workspace concurrency
+slot, mark EXECUTING with the attempt number, run the task's service function, and mark
+COMPLETED with its output or FAILED with its error. Bad input and missing entities fail at
+once and are acknowledged; other errors are retried with backoff (the message's visibility)
+until the task's attempts are spent, and then the run is FAILED and the message moved to
+the dead-letter queue.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+)
+from pydantic import BaseModel
+
+from crmjobs import concurrency, config, ledger
+from crmjobs.adapters.aws import client as aws_client
+from crmjobs.errors import PermanentError
+from crmjobs.ledger import FINISHED, RunConflict
+from crmjobs.models import Run
+from crmjobs.observability import logger, metrics, tracer
+from crmjobs.schemas import Payload, parse_payload
+from crmjobs.tasks import SYSTEM_WORKSPACE, TaskSpec, get_task
+
+#: Message attribute a producer may set to make a plain message idempotent.
+IDEMPOTENCY_ATTRIBUTE = "idempotencyKey"
+MAX_BACKOFF_SECONDS = 10
+MAX_SLOT_WAIT_SECONDS = 60
+#: A second delivery of a message whose run is executing looks again after this long.
+IN_FLIGHT_RECHECK_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a service function knows of the run it serves."""
+
+    run_id: str
+    task: str
+    workspace_id: str
+    attempt: int
+    max_attempts: int
+    lambda_context: Any = None
+
+    def remaining_seconds(self) -> float:
+        if self.lambda_context is None:
+            return float("inf")
+        return self.lambda_context.get_remaining_time_in_millis() / 1000
+
+
+Service = Callable[[Payload, RunContext], Any]
+
+
+class RetryLater(Exception):
+    """The record goes back to the queue without spending an attempt."""
+
+
+def backoff_seconds(attempt: int) -> int:
+    """1 s, 2 s, 4 s ... capped at 10 s, with up to 25% jitter (SQS takes whole seconds)."""
+    base = min(2 ** (attempt - 1), MAX_BACKOFF_SECONDS)
+    return min(MAX_BACKOFF_SECONDS, math.ceil(base * random.uniform(1.0, 1.25)))
+
+
+@dataclass(frozen=True)
+class _Message:
+    run_id: str
+    payload: Any
+    idempotency_key: str | None
+    is_envelope: bool
+
+
+def _read_message(task: TaskSpec, record: SQSRecord) -> _Message:
+    """The client's envelope {"runId", "payload"} or a plain payload from any producer."""
+    attribute = record.message_attributes.get(IDEMPOTENCY_ATTRIBUTE)
+    key = attribute.string_value if attribute else None
+    try:
+        body = json.loads(record.body)
+    except ValueError:
+        body = record.body
+    if isinstance(body, dict) and isinstance(body.get("runId"), str) and "payload" in body:
+        return _Message(body["runId"], body["payload"], key, True)
+    if key:
+        workspace = body.get("workspaceId") if isinstance(body, dict) else None
+        run_id = ledger.run_id_for_message(task.name, f"key:{workspace}:{key}")
+    else:
+        run_id = ledger.run_id_for_message(task.name, record.message_id)
+    return _Message(run_id, body, key, False)
+
+
+def _run_for(task: TaskSpec, message: _Message, source: str) -> Run:
+    run = ledger.get(message.run_id)
+    if run is not None:
+        return run
+    workspace = message.payload.get("workspaceId") if isinstance(message.payload, dict) else None
+    return ledger.ensure_plain_message_run(
+        run_id=message.run_id,
+        task=task.name,
+        workspace_id=workspace if isinstance(workspace, str) and workspace else SYSTEM_WORKSPACE,
+        payload=message.payload if isinstance(message.payload, dict) else {"body": message.payload},
+        source=source,
+    )
+
+
+@cache
+def _persistence_layer() -> DynamoDBPersistenceLayer:
+    return DynamoDBPersistenceLayer(
+        table_name=config.require("IDEMPOTENCY_TABLE"), boto3_client=aws_client("dynamodb")
+    )
+
+
+def _execute(service: Service, payload: Payload, context: RunContext, job_key: str) -> Any:
+    """Run the service once per job key: if an attempt finished the work but not the ledger
+    write, the next delivery gets the saved output instead of doing the work again."""
+    idempotency = IdempotencyConfig(event_key_jmespath="key", expires_after_seconds=24 * 3600)
+    if context.lambda_context is not None:
+        idempotency.register_lambda_context(context.lambda_context)
+
+    @idempotent_function(
+        data_keyword_argument="job", persistence_store=_persistence_layer(), config=idempotency
+    )
+    def run_once(job: dict[str, str]) -> Any:
+        output = service(payload, context)
+        return output.model_dump(mode="json") if isinstance(output, BaseModel) else output
+
+    return run_once(job={"key": job_key})
+
+
+def _sqs():
+    return aws_client("sqs")
+
+
+def _requeue(task: TaskSpec, record: SQSRecord, run: Run, message: _Message) -> None:
+    """Wait for a slot: send the run again with a delay and acknowledge this copy, so
+    waiting spends no attempt and no receive count."""
+    waits = record.message_attributes.get("slotWaits")
+    count = int(waits.string_value) + 1 if waits else 1
+    attributes = {"slotWaits": {"DataType": "Number", "StringValue": str(count)}}
+    if message.idempotency_key:
+        attributes[IDEMPOTENCY_ATTRIBUTE] = {
+            "DataType": "String",
+            "StringValue": message.idempotency_key,
+        }
+    _sqs().send_message(
+        QueueUrl=config.queue_url(task.name),
+        MessageBody=json.dumps({"runId": run.id, "payload": message.payload}),
+        DelaySeconds=min(MAX_SLOT_WAIT_SECONDS, 2 * count) + random.randint(0, 3),
+        MessageGroupId=run.workspace_id,
+        MessageAttributes=attributes,
+    )
+    metrics.add_metric(name="RunsWaitingForSlot", unit=MetricUnit.Count, value=1)
+
+
+def _dead_letter(task: TaskSpec, record: SQSRecord, run: Run, error: str) -> None:
+    _sqs().send_message(
+        QueueUrl=config.dead_letter_queue_url(task.name),
+        MessageBody=record.body,
+        MessageAttributes={
+            "runId": {"DataType": "String", "StringValue": run.id},
+            "error": {"DataType": "String", "StringValue": error[:1000]},
+        },
+    )
+
+
+def _retry(task: TaskSpec, record: SQSRecord, seconds: int) -> None:
+    _sqs().change_message_visibility(
+        QueueUrl=config.queue_url(task.name),
+        ReceiptHandle=record.receipt_handle,
+        VisibilityTimeout=seconds,
+    )
+
+
+def process_record(
+    task: TaskSpec, service: Service, record: SQSRecord, lambda_context: Any = None
+) -> None:
+    """One record; returns to acknowledge it, raises to leave it for a later attempt."""
+    message = _read_message(task, record)
+    run = _run_for(task, message, source="sqs")
+    logger.append_keys(run_id=run.id, workspace_id=run.workspace_id)
+    if run.status in FINISHED:
+        logger.info("run already finished; message skipped", extra={"status": run.status})
+        return
+    try:
+        payload = parse_payload(task.name, message.payload)
+        limit = concurrency.limit_for(run.workspace_id)
+    except PermanentError as exc:
+        ledger.fail(run, str(exc), type(exc).__name__)
+        metrics.add_metric(name="RunsFailed", unit=MetricUnit.Count, value=1)
+        return
+    if not concurrency.acquire(run.workspace_id, run.id, limit):
+        _requeue(task, record, run, message)
+        return
+    try:
+        _attempt(task, service, record, run, payload, message, lambda_context)
+    finally:
+        concurrency.release(run.workspace_id, run.id)
+
+
+def _attempt(task, service, record, run, payload, message, lambda_context) -> None:
+    try:
+        run = ledger.start_attempt(run)
+    except RunConflict:
+        current = ledger.get(run.id)
+        if current is None or current.status in FINISHED:
+            return
+        _retry(task, record, IN_FLIGHT_RECHECK_SECONDS)
+        raise RetryLater(f"run {run.id} is being executed by another delivery") from None
+    attempt = int(run.attempts)
+    context = RunContext(
+        run.id, task.name, run.workspace_id, attempt, task.attempts, lambda_context
+    )
+    job_key = f"{task.name}:{run.workspace_id}:{run.idempotency_key or run.id}"
+    started = time.monotonic()
+    try:
+        output = _execute(service, payload, context, job_key)
+    except IdempotencyAlreadyInProgressError:
+        ledger.retry_later(run, "another delivery is executing this job", "InProgress")
+        _retry(task, record, IN_FLIGHT_RECHECK_SECONDS)
+        raise
+    except PermanentError as exc:
+        logger.warning("run failed permanently", extra={"error": str(exc)})
+        ledger.fail(run, str(exc), type(exc).__name__)
+        metrics.add_metric(name="RunsFailed", unit=MetricUnit.Count, value=1)
+        return
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        if attempt >= task.attempts:
+            logger.exception("run failed after its last attempt", extra={"attempt": attempt})
+            ledger.fail(run, f"{error} (after {attempt} attempts)", type(exc).__name__)
+            _dead_letter(task, record, run, error)
+            metrics.add_metric(name="RunsFailed", unit=MetricUnit.Count, value=1)
+            return
+        delay = backoff_seconds(attempt)
+        logger.warning("attempt failed; retrying", extra={"attempt": attempt, "delay": delay})
+        ledger.retry_later(run, error, type(exc).__name__)
+        _retry(task, record, delay)
+        metrics.add_metric(name="RunsRetried", unit=MetricUnit.Count, value=1)
+        raise
+    ledger.complete(run, output)
+    metrics.add_metric(name="RunsCompleted", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(
+        name="RunDuration", unit=MetricUnit.Milliseconds, value=(time.monotonic() - started) * 1000
+    )
+
+
+def sqs_task_handler(task_name: str, service: Service) -> Callable[[dict, Any], dict]:
+    """The Lambda handler of an SQS-fed task: partial batch failures, one run per record."""
+    task = get_task(task_name)
+
+    @logger.inject_lambda_context(clear_state=True)
+    @tracer.capture_lambda_handler(capture_response=False)
+    @metrics.log_metrics(raise_on_empty_metrics=False)
+    def handler(event: dict, context: Any) -> dict:
+        metrics.add_dimension(name="task", value=task.name)
+
+        def record_handler(record: SQSRecord) -> None:
+            process_record(task, service, record, context)
+
+        return process_partial_response(
+            event=event,
+            record_handler=record_handler,
+            processor=BatchProcessor(event_type=EventType.SQS),
+            context=context,
+        )
+
+    return handler
+

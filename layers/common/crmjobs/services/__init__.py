@@ -1,0 +1,1 @@
+"""Service functions: what one task (or one state-machine step) does, given its payload."""

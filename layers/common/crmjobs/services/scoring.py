@@ -1,0 +1,249 @@
+"""Lead scoring services: score one prospect, page a workspace, score a batch, and the
+nightly job that starts one bulk run per active workspace."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pynamodb.exceptions import UpdateError
+
+from crmjobs import config
+from crmjobs.adapters.state_machines import run_to_completion
+from crmjobs.client import TriggerRequest, batch_trigger
+from crmjobs.domain.scoring import ProspectFacts, ScoreResult, needs_scoring, score_prospect
+from crmjobs.errors import NotFound
+from crmjobs.models import Prospect, Workspace
+from crmjobs.observability import logger
+from crmjobs.runtime import RunContext
+from crmjobs.schemas import (
+    BulkScoreLeadsPayload,
+    ScheduledLeadScoringPayload,
+    ScoreLeadPayload,
+)
+
+#: Prospects listed per state-machine page, and per scoring batch (DynamoDB BatchGetItem max).
+PAGE_SIZE = 1000
+BATCH_SIZE = 100
+#: A bulk run also rescores scores that turn 24 h old within this window, so a nightly run
+#: a few seconds earlier than yesterday's does not leave them for another day.
+STALENESS_SLACK = timedelta(hours=1)
+MAX_CONFLICT_RETRIES = 5
+
+
+class Step(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ScoreOutcome(Step):
+    prospectId: str
+    score: int
+    breakdown: dict[str, int]
+    rulesVersion: int
+    changed: bool
+
+
+def facts_of(prospect: Prospect) -> ProspectFacts:
+    return ProspectFacts(
+        email=prospect.email,
+        phone=prospect.phone,
+        company=prospect.company,
+        title=prospect.title,
+        stage=prospect.stage or "new",
+        estimated_value=None if prospect.estimated_value is None else int(prospect.estimated_value),
+        last_contacted_at=prospect.last_contacted_at,
+    )
+
+
+def _is_unchanged(prospect: Prospect, result: ScoreResult) -> bool:
+    stored = prospect.score_breakdown.as_dict() if prospect.score_breakdown else None
+    return (
+        prospect.score is not None
+        and int(prospect.score) == result.total
+        and stored == result.breakdown_dict()
+        and prospect.score_rules_version == result.rules_version
+    )
+
+
+def score_and_store(prospect: Prospect, now: datetime) -> ScoreOutcome:
+    """Score and write, conditional on the prospect being unchanged since it was read
+    (its version); on a conflict re-read and re-score. An unchanged score is not rewritten."""
+    for _ in range(MAX_CONFLICT_RETRIES):
+        result = score_prospect(facts_of(prospect), now)
+        outcome = ScoreOutcome(
+            prospectId=prospect.id,
+            score=result.total,
+            breakdown=result.breakdown_dict(),
+            rulesVersion=result.rules_version,
+            changed=not _is_unchanged(prospect, result),
+        )
+        if not outcome.changed:
+            return outcome
+        try:
+            prospect.update(
+                actions=[
+                    Prospect.score.set(result.total),
+                    Prospect.score_breakdown.set(result.breakdown_dict()),
+                    Prospect.scored_at.set(now),
+                    Prospect.score_rules_version.set(result.rules_version),
+                ]
+            )
+            return outcome
+        except UpdateError as exc:
+            if exc.cause_response_code != "ConditionalCheckFailedException":
+                raise
+            fresh = Prospect.get_in_workspace(
+                prospect.workspace_id, prospect.id, consistent_read=True
+            )
+            if fresh is None:
+                raise NotFound("prospect not found") from None
+            prospect = fresh
+    raise RuntimeError(f"prospect {prospect.id} kept changing while being scored")
+
+
+def score_lead(payload: ScoreLeadPayload, context: RunContext) -> ScoreOutcome:
+    prospect = Prospect.get_in_workspace(
+        payload.workspaceId, payload.prospectId, consistent_read=True
+    )
+    if prospect is None:
+        raise NotFound("prospect not found")
+    return score_and_store(prospect, datetime.now(UTC))
+
+
+# --- bulk scoring: the state machine's steps -------------------------------------------
+
+
+class Totals(Step):
+    processed: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    failed: int = 0
+
+    def __add__(self, other: Totals) -> Totals:
+        return Totals(
+            **{name: getattr(self, name) + getattr(other, name) for name in Totals.model_fields}
+        )
+
+
+class PageState(Step):
+    """The state the bulk-scoring state machine carries from page to page."""
+
+    workspaceId: str
+    now: AwareDatetime
+    cursor: dict[str, Any] | None = None
+    started: bool = False
+    done: bool = False
+    pages: int = 0
+    listed: int = 0
+    totals: Totals = Field(default_factory=Totals)
+    results: list[Totals] = Field(default_factory=list)
+    batches: list[list[str]] = Field(default_factory=list)
+
+
+def list_prospects_page(state: PageState) -> PageState:
+    """Add the last Map's results to the totals, then list the next page of prospects that
+    need scoring (projected keys and timestamps only) as batches of ids."""
+    totals = sum(state.results, state.totals)
+    if state.started and state.cursor is None:
+        return state.model_copy(
+            update={"totals": totals, "results": [], "batches": [], "done": True}
+        )
+    query = Prospect.query(
+        state.workspaceId,
+        attributes_to_get=["id", "scoredAt", "updatedAt", "scoreRulesVersion"],
+        last_evaluated_key=state.cursor,
+        page_size=PAGE_SIZE,
+        limit=PAGE_SIZE,
+    )
+    horizon = state.now + STALENESS_SLACK
+    due, listed = [], 0
+    for prospect in query:
+        listed += 1
+        if needs_scoring(
+            scored_at=prospect.scored_at,
+            updated_at=prospect.updated_at,
+            rules_version=prospect.score_rules_version,
+            now=horizon,
+        ):
+            due.append(prospect.id)
+    return state.model_copy(
+        update={
+            "totals": totals,
+            "results": [],
+            "started": True,
+            "cursor": query.last_evaluated_key,
+            "pages": state.pages + 1,
+            "listed": state.listed + listed,
+            "batches": [due[i : i + BATCH_SIZE] for i in range(0, len(due), BATCH_SIZE)],
+        }
+    )
+
+
+class BatchInput(Step):
+    workspaceId: str
+    now: AwareDatetime
+    ids: list[str] = Field(max_length=BATCH_SIZE)
+
+
+def score_prospects_batch(batch: BatchInput) -> Totals:
+    """Score up to 100 prospects read with one BatchGetItem; a prospect that fails is
+    counted and logged, and does not fail its neighbours."""
+    totals = Totals()
+    keys = [(batch.workspaceId, prospect_id) for prospect_id in batch.ids]
+    for prospect in Prospect.batch_get(keys):
+        totals.processed += 1
+        try:
+            outcome = score_and_store(prospect, batch.now)
+        except Exception:
+            logger.exception("prospect scoring failed", extra={"prospect_id": prospect.id})
+            totals.failed += 1
+            continue
+        if outcome.changed:
+            totals.changed += 1
+        else:
+            totals.unchanged += 1
+    return totals
+
+
+def bulk_score_leads(payload: BulkScoreLeadsPayload, context: RunContext) -> dict[str, Any]:
+    state = run_to_completion(
+        "STATE_MACHINE_ARN_BULK_SCORE_LEADS",
+        name=f"{context.run_id}-{context.attempt}",
+        execution_input={
+            "workspaceId": payload.workspaceId,
+            "now": datetime.now(UTC).isoformat(),
+        },
+        time_budget=context.remaining_seconds(),
+    )
+    return {**state["totals"], "pages": state["pages"], "listed": state["listed"]}
+
+
+# --- the nightly job ------------------------------------------------------------------
+
+
+def scheduled_lead_scoring(
+    payload: ScheduledLeadScoringPayload, context: RunContext
+) -> dict[str, Any]:
+    """One bulk run per active workspace, keyed workspace + local date: a second firing
+    on the same day starts nothing new."""
+    fired = payload.scheduledTime or datetime.now(UTC)
+    day = fired.astimezone(ZoneInfo(config.env("SCORING_TIMEZONE", "UTC"))).date().isoformat()
+    requests = [
+        TriggerRequest(
+            "bulk-score-leads",
+            {"workspaceId": workspace.id},
+            idempotency_key=f"scheduled-lead-scoring:{day}",
+            tags=("scheduled", f"day:{day}"),
+        )
+        for workspace in Workspace.active()
+    ]
+    runs = batch_trigger(requests, source="schedule")
+    repeated = sum(run.deduplicated for run in runs)
+    return {
+        "date": day,
+        "workspaces": len(runs),
+        "started": len(runs) - repeated,
+        "alreadyStarted": repeated,
+    }

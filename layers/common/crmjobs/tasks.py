@@ -1,0 +1,61 @@
+"""The task registry: every task's name, attempts, scope and queue settings, in one place.
+
+The payload models live in `crmjobs.schemas`; the service functions are bound in each
+function's handler, so importing the registry stays cheap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Scope = Literal["workspace", "system"]
+
+#: Workspace id used for runs of system-wide tasks (real ids may not start with "_").
+SYSTEM_WORKSPACE = "_system"
+
+#: One attempt may run at most this long (spec); queues hide a message 6x longer.
+TASK_TIMEOUT_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    family: str
+    attempts: int
+    scope: Scope
+
+    @property
+    def env_suffix(self) -> str:
+        """`score-lead` -> `SCORE_LEAD`, as used in QUEUE_URL_* / DLQ_URL_* variables."""
+        return self.name.upper().replace("-", "_")
+
+    @property
+    def resource_prefix(self) -> str:
+        """`score-lead` -> `ScoreLead`, the logical-id prefix in template.yaml."""
+        return "".join(part.capitalize() for part in self.name.split("-"))
+
+
+TASKS: dict[str, TaskSpec] = {
+    spec.name: spec
+    for spec in (
+        TaskSpec("score-lead", "lead-scoring", 3, "workspace"),
+        TaskSpec("bulk-score-leads", "lead-scoring", 2, "workspace"),
+        TaskSpec("scheduled-lead-scoring", "lead-scoring", 3, "system"),
+        TaskSpec("index-document", "documents", 3, "workspace"),
+        TaskSpec("bulk-index-documents", "documents", 2, "workspace"),
+        TaskSpec("reindex-all-documents", "documents", 1, "workspace"),
+        TaskSpec("send-campaign", "campaigns", 2, "workspace"),
+        TaskSpec("schedule-campaign", "campaigns", 3, "workspace"),
+        TaskSpec("execute-agent", "agents", 2, "workspace"),
+        TaskSpec("process-active-agents", "agents", 3, "system"),
+        TaskSpec("scheduled-agent-health-check", "agents", 3, "system"),
+    )
+}
+
+
+def get_task(name: str) -> TaskSpec:
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}") from None
