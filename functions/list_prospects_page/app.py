@@ -1,7 +1,8 @@
 """Bulk-scoring step: fold the last batch results into the totals, list the next page."""
 
 from crmjobs.observability import logger, tracer
-from crmjobs.services.scoring import PageState, list_prospects_page
+from crmjobs.services.fanout import PageState
+from crmjobs.services.scoring import list_prospects_page
 
 
 @logger.inject_lambda_context

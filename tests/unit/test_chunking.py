@@ -2,6 +2,7 @@ import hashlib
 import random
 
 import pytest
+
 from crmjobs.domain.chunking import (
     chunk_text,
     content_hash,

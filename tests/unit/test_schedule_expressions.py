@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from crmjobs.local.schedules import (
     format_scheduled_time,
     next_fire_time,
@@ -40,9 +41,9 @@ def test_fire_time_is_strictly_after_the_given_moment():
     assert next_fire_time("cron(0 2 * * ? *)", "UTC", utc(2026, 11, 29, 2, 0)) == utc(
         2026, 11, 30, 2, 0
     )
-    assert next_fire_time(
-        "cron(0 2 * * ? *)", "UTC", utc(2026, 11, 29, 1, 59, 59, 999999)
-    ) == utc(2026, 11, 29, 2, 0)
+    assert next_fire_time("cron(0 2 * * ? *)", "UTC", utc(2026, 11, 29, 1, 59, 59, 999999)) == utc(
+        2026, 11, 29, 2, 0
+    )
 
 
 def test_hourly_on_minute_zero():

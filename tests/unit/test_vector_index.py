@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from opensearchpy import Connection, OpenSearch, TransportError
+from opensearchpy import Connection, OpenSearch, RequestsHttpConnection, TransportError
 
 from crmjobs.adapters import vector_index
 from crmjobs.adapters.vector_index import (
@@ -462,6 +462,7 @@ def test_workspaces_never_see_each_others_chunks(index: VectorIndex) -> None:
     assert [hit.chunk for hit in hits] == ["Office plants care."]
     index.delete_item("ws-b", "doc-1")
     assert (index.count("ws-a"), index.count("ws-b")) == (1, 0)
+    assert index.search("ws-b", query, axis(0)) == []
 
 
 def test_k_limits_the_hits(index: VectorIndex) -> None:
@@ -520,6 +521,8 @@ def test_writes_are_checked_against_the_contract(index: VectorIndex) -> None:
         index.replace_item_chunks("ws-1", "x", chunks("ws-1", "x", ["Short."], [[1.0, 0.0]]))
     with pytest.raises(ValueError, match="belongs to ws-2/x"):
         index.replace_item_chunks("ws-1", "x", chunks("ws-2", "x", ["Other."], [axis(0)]))
+    with pytest.raises(ValueError, match="must not contain ':'"):
+        index.replace_item_chunks("ws:1", "x", chunks("ws:1", "x", ["Colon."], [axis(0)]))
     with pytest.raises(ValueError, match="k must be at least 1"):
         index.search("ws-1", "anything", axis(0), k=0)
     assert index.count("ws-1") == 0
@@ -545,6 +548,20 @@ def test_local_index_survives_reopening(tmp_path) -> None:
     reopened.close()
     with pytest.raises(ValueError, match="dimension 8"):
         LocalVectorIndex(path, 384)
+
+
+def test_local_search_sees_writes_made_through_another_connection(tmp_path) -> None:
+    path = tmp_path / "vectors.sqlite3"
+    reader, writer = LocalVectorIndex(path, DIMENSION), LocalVectorIndex(path, DIMENSION)
+    writer.replace_item_chunks("ws-1", "a", chunks("ws-1", "a", ["Old text."], [axis(0)]))
+    assert [hit.item_id for hit in reader.search("ws-1", "", axis(0))] == ["a"]
+
+    writer.replace_item_chunks("ws-1", "b", chunks("ws-1", "b", ["New text."], [axis(1)]))
+    writer.delete_item("ws-1", "a")
+
+    assert [hit.item_id for hit in reader.search("ws-1", "", axis(0))] == ["b"]
+    reader.close()
+    writer.close()
 
 
 def test_local_keyword_leg_ignores_query_syntax(tmp_path) -> None:
@@ -673,6 +690,28 @@ def test_domain_writes_bulk_with_deterministic_ids_then_deletes_stale_by_query()
     }
 
 
+def test_bulk_writes_go_in_batches_and_an_empty_replace_only_deletes() -> None:
+    state = WireState(serverless=False)
+    index = wire_index(state)
+    index.ensure_index()
+    state.requests.clear()
+    texts = [f"Part {n}." for n in range(250)]
+
+    index.replace_item_chunks(
+        "ws-1", "long", chunks("ws-1", "long", texts, [axis(n % DIMENSION) for n in range(250)])
+    )
+    index.replace_item_chunks("ws-1", "long", [])
+
+    assert [(r.path, len(r.body) if r.path == "/_bulk" else None) for r in state.requests] == [
+        ("/_bulk", 200),
+        ("/_bulk", 200),
+        ("/_bulk", 100),
+        ("/chunks/_delete_by_query", None),
+        ("/chunks/_delete_by_query", None),
+    ]
+    assert index.count("ws-1") == 0
+
+
 def test_serverless_replaces_by_generation_lookup_and_bulk_delete() -> None:
     state = WireState(serverless=True)
     index = wire_index(state)
@@ -778,6 +817,19 @@ def test_a_throttled_bulk_item_is_retried_alone() -> None:
     assert index.count("ws-1") == 3
 
 
+def test_a_bulk_item_throttled_on_every_retry_raises_naming_it() -> None:
+    state = WireState(serverless=False)
+    index = wire_index(state, throttle_retries=2)
+    index.ensure_index()
+    rejected = {"type": "es_rejected_execution_exception", "reason": "queue full"}
+    state.item_failures[("item-1", 0)] = [(429, rejected)] * 3
+
+    with pytest.raises(VectorIndexError, match=r"still throttled after 2 retries: ws-1:item-1:0$"):
+        index.replace_item_chunks("ws-1", "item-1", chunks("ws-1", "item-1", ["A."], [axis(0)]))
+
+    assert len(state.sent("POST", "/_bulk")) == 3
+
+
 def test_a_rejected_document_raises_an_error_naming_it() -> None:
     state = WireState(serverless=False)
     index = wire_index(state)
@@ -850,9 +902,10 @@ def test_serverless_delete_item_looks_up_ids_and_bulk_deletes() -> None:
 def test_reciprocal_rank_fusion_rewards_agreement_between_legs() -> None:
     fused = reciprocal_rank_fusion([["a", "b", "c"], ["c", "d"]])
 
-    assert [key for key, _ in fused] == ["c", "a", "d", "b"]
+    assert [key for key, _ in fused] == ["c", "a", "b", "d"]  # b and d tie: id order
     assert fused[0][1] == pytest.approx(1 / 63 + 1 / 61)
     assert fused[1][1] == pytest.approx(1 / 61)
+    assert fused[2][1] == fused[3][1] == pytest.approx(1 / 62)
 
 
 def test_get_vector_index_builds_the_configured_backend_once(tmp_path, monkeypatch) -> None:
@@ -878,6 +931,15 @@ def test_get_vector_index_builds_opensearch_without_contacting_it(monkeypatch) -
 
     assert isinstance(index, OpenSearchVectorIndex)
     assert get_vector_index(DIMENSION) is index
+    connection = index._client.transport.get_connection()
+    assert isinstance(connection, RequestsHttpConnection)
+    assert connection.host == "https://search-crm.us-east-1.es.amazonaws.com:443"
+    assert connection.session.auth.service == "aoss"
+
+
+def test_opensearch_client_accepts_only_the_two_signing_services() -> None:
+    with pytest.raises(ValueError, match="'es' or 'aoss'"):
+        vector_index.opensearch_client("https://example.test", "us-east-1", "opensearch")
 
 
 @pytest.mark.parametrize("backend", ["", "pgvector", "LOCAL"])

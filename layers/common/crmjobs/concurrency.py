@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 from pynamodb.exceptions import PutError, UpdateError
+from pynamodb.expressions.condition import size
 
 from crmjobs.errors import NotFound
 from crmjobs.models import ConcurrencySlots, Workspace
@@ -33,7 +34,7 @@ def _take(workspace_id: str, run_id: str, limit: int, now: float) -> bool:
         ConcurrencySlots(id=workspace_id).update(
             actions=[holder.set(int(now + LEASE_SECONDS))],
             condition=ConcurrencySlots.holders.exists()
-            & ((ConcurrencySlots.holders.size() < limit) | holder.exists()),
+            & ((size(ConcurrencySlots.holders) < limit) | holder.exists()),
         )
         return True
     except UpdateError as exc:

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
+from pynamodb.connection import Connection
 from pynamodb.transactions import TransactWrite
 
 from crmjobs import config
@@ -151,12 +152,12 @@ def create_once(run: Run, idempotency_key: str) -> tuple[Run, bool]:
         seconds=config.int_setting("IDEMPOTENCY_TTL_SECONDS", int(IDEMPOTENCY_TTL.total_seconds()))
     )
     guard = TriggerKey(id=guard_id, run_id=run.id, expiration=ttl)
-    now_epoch = int(datetime.now(UTC).timestamp())
     try:
-        with TransactWrite() as transaction:
+        with TransactWrite(connection=Connection(region=config.region())) as transaction:
             transaction.save(
                 guard,
-                condition=TriggerKey.id.does_not_exist() | (TriggerKey.expiration < now_epoch),
+                condition=TriggerKey.id.does_not_exist()
+                | (TriggerKey.expiration < datetime.now(UTC)),
             )
             transaction.save(run, condition=Run.id.does_not_exist())
         return run, True

@@ -12,13 +12,22 @@ from botocore.config import Config
 from crmjobs import config
 
 _lock = threading.Lock()
-_RETRIES = Config(retries={"mode": "standard", "max_attempts": 5})
+#: Regional endpoints (not account-based ones), which the in-process emulation also serves.
+_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 5}, account_id_endpoint_mode="disabled"
+)
+
+
+@cache
+def _session() -> boto3.session.Session:
+    """One session, so clients share its loaded service models."""
+    return boto3.session.Session()
 
 
 @cache
 def _client(service: str, region: str, endpoint_url: str | None) -> Any:
-    return boto3.session.Session().client(
-        service, region_name=region, endpoint_url=endpoint_url, config=_RETRIES
+    return _session().client(
+        service, region_name=region, endpoint_url=endpoint_url, config=_CONFIG
     )
 
 

@@ -25,6 +25,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,6 +42,10 @@ RRF_RANK_CONSTANT = 60
 
 TITLE_BOOST = 2.0
 """Weight of a title match against a body match in the keyword leg."""
+
+BULK_BATCH_SIZE = 100
+"""Documents per ``_bulk`` request: 100 chunks with 1,024-dimension vectors stay near 2 MB,
+well under the 10 MiB request limit of the smallest OpenSearch Service instances."""
 
 MAX_CHUNKS_PER_ITEM = 10_000
 """OpenSearch's default index.max_result_window bounds one id lookup on Serverless."""
@@ -135,6 +140,9 @@ def unit_vector(vector: Sequence[float], dimension: int) -> list[float]:
 def _check_replacement(
     workspace_id: str, item_id: str, chunks: Sequence[ChunkRecord], dimension: int
 ) -> None:
+    if ":" in workspace_id or ":" in item_id:
+        # Chunk ids join them with ":"; allowing it would let two tenants' ids collide.
+        raise ValueError(f"workspace and item ids must not contain ':': {workspace_id}/{item_id}")
     for position, chunk in enumerate(chunks):
         if (chunk.workspace_id, chunk.item_id) != (workspace_id, item_id):
             raise ValueError(
@@ -306,8 +314,7 @@ class OpenSearchVectorIndex:
                     source=self._document(chunk, generation=None),
                 )
             )
-        if actions:
-            self._bulk(actions, refresh="wait_for")
+        self._bulk(actions, refresh="wait_for")
         stale = {"range": {"chunkIndex": {"gte": len(chunks)}}}
         self._delete_by_query(_item_filter(workspace_id, item_id) + [stale])
 
@@ -439,27 +446,33 @@ class OpenSearchVectorIndex:
         return [hit["_id"] for hit in hits]
 
     def _delete_ids(self, doc_ids: Sequence[str]) -> None:
-        if doc_ids:
-            self._bulk(
-                [
-                    _BulkAction(
-                        label=doc_id, header={"delete": {"_index": self._index, "_id": doc_id}}
-                    )
-                    for doc_id in doc_ids
-                ]
-            )
+        self._bulk(
+            [
+                _BulkAction(label=doc_id, header={"delete": {"_index": self._index, "_id": doc_id}})
+                for doc_id in doc_ids
+            ]
+        )
 
     def _delete_by_query(self, filters: list[dict[str, Any]]) -> None:
-        self._call(
+        response = self._call(
             self._client.delete_by_query,
             index=self._index,
             body={"query": {"bool": {"filter": filters}}},
             refresh=True,
             conflicts="proceed",
         )
+        if response.get("failures"):
+            raise VectorIndexError(
+                f"delete_by_query on {self._index} failed: {response['failures'][:3]}"
+            )
 
     def _bulk(self, actions: Sequence[_BulkAction], **params: Any) -> None:
-        """Send actions with ``_bulk``; retry the items answered 429, fail on any other error."""
+        """Send actions with ``_bulk`` in batches of BULK_BATCH_SIZE."""
+        for start in range(0, len(actions), BULK_BATCH_SIZE):
+            self._bulk_batch(actions[start : start + BULK_BATCH_SIZE], **params)
+
+    def _bulk_batch(self, actions: Sequence[_BulkAction], **params: Any) -> None:
+        """One ``_bulk`` request; retry the items answered 429, fail on any other error."""
         pending = list(actions)
         for attempt in range(self._throttle_retries + 1):
             if attempt:
@@ -500,14 +513,15 @@ class OpenSearchVectorIndex:
         """Call the client, retrying a whole request answered 429 (Too Many Requests)."""
         from opensearchpy import TransportError
 
-        for attempt in range(self._throttle_retries + 1):
+        attempt = 0
+        while True:
             try:
                 return method(**kwargs)
             except TransportError as error:
-                if error.status_code != 429 or attempt == self._throttle_retries:
+                attempt += 1
+                if error.status_code != 429 or attempt > self._throttle_retries:
                     raise
-            self._back_off(attempt + 1)
-        raise AssertionError("unreachable: the last attempt returns or raises")
+            self._back_off(attempt)
 
     def _back_off(self, attempt: int) -> None:
         time.sleep(self._throttle_backoff_seconds * 2 ** (attempt - 1))
@@ -534,6 +548,12 @@ def fts5_available(connection: sqlite3.Connection) -> bool:
     return True
 
 
+SQLITE_CACHE_KIB = 65_536
+"""SQLite page cache of the local index (the default 2 MiB makes cold loads re-read disk)."""
+
+CACHED_WORKSPACES = 8
+"""Workspaces whose vector matrix the local index keeps in memory."""
+
 _BM25_K1 = 1.2
 _BM25_B = 0.75
 
@@ -551,10 +571,14 @@ CREATE TABLE IF NOT EXISTS chunks (
     type TEXT NOT NULL,
     mime_type TEXT,
     file_name TEXT,
-    token_count INTEGER NOT NULL,
+    token_count INTEGER NOT NULL, -- document length for the Python BM25
     vector BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS chunks_by_item ON chunks (workspace_id, item_id);
+CREATE TABLE IF NOT EXISTS workspace_versions (
+    workspace_id TEXT PRIMARY KEY,
+    version INTEGER NOT NULL
+);
 """
 
 _FTS5_SCHEMA = "CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(title, text);"
@@ -575,9 +599,11 @@ class LocalVectorIndex:
     """Chunks in one SQLite file: exact k-NN with numpy, BM25 keyword search.
 
     A search loads the vectors of the one workspace it serves (float32, stored
-    L2-normalised so a dot product is the cosine). The keyword engine (``fts5`` or
-    ``python``) is chosen when the file is created and kept with it. One connection
-    shared by all threads, serialised by a lock; WAL lets other processes read meanwhile.
+    L2-normalised so a dot product is the cosine) and keeps that matrix in memory for the
+    next search until the workspace's version, bumped by every write to it (from this
+    process or another), changes. The keyword engine (``fts5`` or ``python``) is chosen
+    when the file is created and kept with it. One connection shared by all threads,
+    serialised by a lock; WAL lets other processes read meanwhile.
     """
 
     def __init__(self, path: str | os.PathLike[str], dimension: int) -> None:
@@ -589,6 +615,8 @@ class LocalVectorIndex:
             self._path, check_same_thread=False, isolation_level=None, timeout=30
         )
         self._connection.execute("PRAGMA journal_mode=WAL")
+        self._connection.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+        self._matrices: OrderedDict[str, _WorkspaceMatrix] = OrderedDict()
         self._keyword_engine = self._open()
 
     @property
@@ -615,6 +643,7 @@ class LocalVectorIndex:
         ]
         with self._transaction() as connection:
             self._delete_rows(connection, workspace_id, item_id)
+            _bump_version(connection, workspace_id)
             for chunk, blob in zip(chunks, blobs, strict=True):
                 doc_id = chunk_id(workspace_id, item_id, chunk.chunk_index)
                 cursor = connection.execute(
@@ -650,6 +679,7 @@ class LocalVectorIndex:
     def delete_item(self, workspace_id: str, item_id: str) -> None:
         with self._transaction() as connection:
             self._delete_rows(connection, workspace_id, item_id)
+            _bump_version(connection, workspace_id)
 
     def search(
         self, workspace_id: str, query_text: str, query_vector: Sequence[float], k: int = 5
@@ -741,21 +771,42 @@ class LocalVectorIndex:
     def _nearest(self, workspace_id: str, query: list[float], size: int) -> list[str]:
         import numpy as np
 
+        loaded = self._workspace_matrix(workspace_id)
+        if not loaded.chunk_ids:
+            return []
+        similarities = loaded.matrix @ np.asarray(query, dtype=np.float32)
+        if len(loaded.chunk_ids) > size:
+            top = np.argpartition(-similarities, size)[:size]
+        else:
+            top = np.arange(len(loaded.chunk_ids))
+        best_first = top[np.argsort(-similarities[top], kind="stable")]
+        return [loaded.chunk_ids[position] for position in best_first]
+
+    def _workspace_matrix(self, workspace_id: str) -> _WorkspaceMatrix:
+        """The workspace's vectors, from memory while its version is unchanged."""
+        import numpy as np
+
+        row = self._connection.execute(
+            "SELECT version FROM workspace_versions WHERE workspace_id = ?", (workspace_id,)
+        ).fetchone()
+        version = row[0] if row else 0
+        cached = self._matrices.get(workspace_id)
+        if cached is not None and cached.version == version:
+            self._matrices.move_to_end(workspace_id)
+            return cached
         rows = self._connection.execute(
             "SELECT chunk_id, vector FROM chunks WHERE workspace_id = ?", (workspace_id,)
         ).fetchall()
-        if not rows:
-            return []
         matrix = np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32)
-        similarities = matrix.reshape(len(rows), self._dimension) @ np.asarray(
-            query, dtype=np.float32
+        loaded = _WorkspaceMatrix(
+            version=version,
+            chunk_ids=[row[0] for row in rows],
+            matrix=matrix.reshape(len(rows), self._dimension),
         )
-        if len(rows) > size:
-            top = np.argpartition(-similarities, size)[:size]
-        else:
-            top = np.arange(len(rows))
-        best_first = top[np.argsort(-similarities[top], kind="stable")]
-        return [rows[position][0] for position in best_first]
+        self._matrices[workspace_id] = loaded
+        if len(self._matrices) > CACHED_WORKSPACES:
+            self._matrices.popitem(last=False)
+        return loaded
 
     def _fts5_ranking(self, workspace_id: str, terms: list[str], size: int) -> list[str]:
         match = " OR ".join(f'"{term}"' for term in terms)
@@ -795,6 +846,22 @@ class LocalVectorIndex:
             )
         ranked = sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))
         return [doc_id for doc_id, _ in ranked[:size]]
+
+
+@dataclass(frozen=True)
+class _WorkspaceMatrix:
+    version: int
+    chunk_ids: list[str]
+    matrix: Any
+    """numpy float32 array, one unit row per chunk id."""
+
+
+def _bump_version(connection: sqlite3.Connection, workspace_id: str) -> None:
+    connection.execute(
+        "INSERT INTO workspace_versions VALUES (?, 1)"
+        " ON CONFLICT (workspace_id) DO UPDATE SET version = version + 1",
+        (workspace_id,),
+    )
 
 
 def _execute_script(connection: sqlite3.Connection, script: str) -> None:

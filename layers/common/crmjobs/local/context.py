@@ -26,7 +26,7 @@ _load_lock = threading.Lock()
 
 
 def module_name_for(handler_file: Path) -> str:
-    """A module name unique to the file: `functions/score_lead/app.py` -> `crmjobs_fn_score_lead_app_<hash>`."""
+    """Unique per file: `functions/score_lead/app.py` -> `crmjobs_fn_score_lead_app_<hash>`."""
     handler_file = handler_file.resolve()
     digest = hashlib.sha1(str(handler_file).encode()).hexdigest()[:10]
     readable = re.sub(r"\W", "_", f"{handler_file.parent.name}_{handler_file.stem}")

@@ -18,6 +18,7 @@ so the local runtime polls queues itself, the way Lambda's event source mapping 
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import threading
 import time
@@ -133,8 +134,10 @@ class SqsEventSource:
     """Polls one queue and invokes one handler with Lambda's SQS event source semantics.
 
     `poll_once()` receives and handles one batch in the calling thread (for tests and
-    step-by-step demos); `start()` polls in a thread and runs up to `maximum_concurrency`
-    invocations at once until `stop()`.
+    step-by-step demos; not bounded by maximum_concurrency, so do not mix it with a started
+    source); `start()` polls in a thread and runs up to `maximum_concurrency` invocations at
+    once until `stop()`. A handler that runs past `function_timeout_s` cannot be stopped in
+    process: it finishes, and its batch then counts as timed out (nothing deleted).
     """
 
     def __init__(
@@ -241,7 +244,8 @@ class SqsEventSource:
         result: Any = None
         error: BaseException | None = None
         try:
-            result = self._handler(event, self._context_factory())
+            # Lambda returns the response as JSON: one that cannot be serialised is an error.
+            result = json.loads(json.dumps(self._handler(event, self._context_factory())))
         except Exception as raised:  # the function failed: Lambda retries the whole batch
             error = raised
         duration_s = time.monotonic() - started

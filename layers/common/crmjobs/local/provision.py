@@ -135,6 +135,7 @@ class LocalResources:
     schedules: dict[str, LocalSchedule] = field(default_factory=dict)
     topics: dict[str, str] = field(default_factory=dict)
     roles: dict[str, str] = field(default_factory=dict)
+    keys: dict[str, str] = field(default_factory=dict)
     global_environment: dict[str, str] = field(default_factory=dict)
     unsupported: list[NotProvisioned] = field(default_factory=list)
     skipped: list[NotProvisioned] = field(default_factory=list)
@@ -183,7 +184,9 @@ def _substitute_definition(value: Any, substitutions: Mapping[str, str]) -> Any:
     return value
 
 
-def _dependency_order(resources: Mapping[str, Mapping[str, Any]], function_globals: Any) -> list[str]:
+def _dependency_order(
+    resources: Mapping[str, Mapping[str, Any]], function_globals: Any
+) -> list[str]:
     """Logical ids with every resource after the ones it references (template order otherwise)."""
     dependencies: dict[str, set[str]] = {}
     for logical_id, resource in resources.items():
@@ -228,6 +231,7 @@ class _Provisioner:
             "AWS::SQS::Queue": self._create_queue,
             "AWS::SNS::Topic": self._create_topic,
             "AWS::IAM::Role": self._create_role,
+            "AWS::KMS::Key": self._create_key,
             "AWS::Serverless::Function": self._create_function,
             "AWS::Serverless::StateMachine": self._create_state_machine,
             "AWS::Scheduler::ScheduleGroup": self._create_schedule_group,
@@ -246,8 +250,9 @@ class _Provisioner:
             return str(resolve(properties[key], self.context))
         return f"{self.context.stack_name}-{logical_id}"
 
-    def report_unknown(self, logical_id: str, resource_type: str, properties: Mapping[str, Any],
-                       known: set[str]) -> None:
+    def report_unknown(
+        self, logical_id: str, resource_type: str, properties: Mapping[str, Any], known: set[str]
+    ) -> None:
         for name in sorted(set(properties) - known):
             self.local.unsupported.append(
                 NotProvisioned(logical_id, resource_type, f"property {name} is not emulated")
@@ -300,13 +305,27 @@ class _Provisioner:
 
     def _create_table(self, logical_id: str, properties: dict[str, Any]) -> None:
         resource_type = "AWS::DynamoDB::Table"
-        self.report_unknown(logical_id, resource_type, properties, {
-            "TableName", "AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes",
-            "LocalSecondaryIndexes", "BillingMode", "ProvisionedThroughput",
-            "StreamSpecification", "SSESpecification", "TimeToLiveSpecification",
-            "PointInTimeRecoverySpecification", "DeletionProtectionEnabled", "TableClass",
-            "Tags",
-        })
+        self.report_unknown(
+            logical_id,
+            resource_type,
+            properties,
+            {
+                "TableName",
+                "AttributeDefinitions",
+                "KeySchema",
+                "GlobalSecondaryIndexes",
+                "LocalSecondaryIndexes",
+                "BillingMode",
+                "ProvisionedThroughput",
+                "StreamSpecification",
+                "SSESpecification",
+                "TimeToLiveSpecification",
+                "PointInTimeRecoverySpecification",
+                "DeletionProtectionEnabled",
+                "TableClass",
+                "Tags",
+            },
+        )
         props = resolve(properties, self.context)
         name = self.physical_name(logical_id, properties, "TableName")
         request: dict[str, Any] = {
@@ -367,15 +386,27 @@ class _Provisioner:
     # --- SQS ------------------------------------------------------------------------------
 
     _QUEUE_ATTRIBUTES = (
-        "ContentBasedDeduplication", "DeduplicationScope", "DelaySeconds", "FifoQueue",
-        "FifoThroughputLimit", "KmsDataKeyReusePeriodSeconds", "KmsMasterKeyId",
-        "MaximumMessageSize", "MessageRetentionPeriod", "ReceiveMessageWaitTimeSeconds",
-        "RedriveAllowPolicy", "RedrivePolicy", "SqsManagedSseEnabled", "VisibilityTimeout",
+        "ContentBasedDeduplication",
+        "DeduplicationScope",
+        "DelaySeconds",
+        "FifoQueue",
+        "FifoThroughputLimit",
+        "KmsDataKeyReusePeriodSeconds",
+        "KmsMasterKeyId",
+        "MaximumMessageSize",
+        "MessageRetentionPeriod",
+        "ReceiveMessageWaitTimeSeconds",
+        "RedriveAllowPolicy",
+        "RedrivePolicy",
+        "SqsManagedSseEnabled",
+        "VisibilityTimeout",
     )
 
     def _create_queue(self, logical_id: str, properties: dict[str, Any]) -> None:
         self.report_unknown(
-            logical_id, "AWS::SQS::Queue", properties,
+            logical_id,
+            "AWS::SQS::Queue",
+            properties,
             {"QueueName", "Tags", *self._QUEUE_ATTRIBUTES},
         )
         props = resolve(properties, self.context)
@@ -383,9 +414,7 @@ class _Provisioner:
         name = self.physical_name(logical_id, properties, "QueueName")
         if fifo and not name.endswith(".fifo"):
             name += ".fifo"
-        attributes = {
-            key: _as_string(props[key]) for key in self._QUEUE_ATTRIBUTES if key in props
-        }
+        attributes = {key: _as_string(props[key]) for key in self._QUEUE_ATTRIBUTES if key in props}
         request: dict[str, Any] = {"QueueName": name, "Attributes": attributes}
         if props.get("Tags"):
             request["tags"] = _tags_dict(props["Tags"])
@@ -396,17 +425,21 @@ class _Provisioner:
         ]
         self.local.queues[logical_id] = LocalQueue(logical_id, name, url, arn)
         self.context.references[logical_id] = url
-        self.context.attributes.update({
-            (logical_id, "Arn"): arn,
-            (logical_id, "QueueName"): name,
-            (logical_id, "QueueUrl"): url,
-        })
+        self.context.attributes.update(
+            {
+                (logical_id, "Arn"): arn,
+                (logical_id, "QueueName"): name,
+                (logical_id, "QueueUrl"): url,
+            }
+        )
 
     # --- SNS ------------------------------------------------------------------------------
 
     def _create_topic(self, logical_id: str, properties: dict[str, Any]) -> None:
         self.report_unknown(
-            logical_id, "AWS::SNS::Topic", properties,
+            logical_id,
+            "AWS::SNS::Topic",
+            properties,
             {"TopicName", "DisplayName", "FifoTopic", "KmsMasterKeyId", "Tags"},
         )
         props = resolve(properties, self.context)
@@ -419,16 +452,20 @@ class _Provisioner:
         arn = self.client("sns").create_topic(Name=name, Attributes=attributes)["TopicArn"]
         self.local.topics[logical_id] = arn
         self.context.references[logical_id] = arn
-        self.context.attributes.update({
-            (logical_id, "TopicArn"): arn,
-            (logical_id, "TopicName"): name,
-        })
+        self.context.attributes.update(
+            {
+                (logical_id, "TopicArn"): arn,
+                (logical_id, "TopicName"): name,
+            }
+        )
 
     # --- IAM ------------------------------------------------------------------------------
 
     def _create_role(self, logical_id: str, properties: dict[str, Any]) -> None:
         self.report_unknown(
-            logical_id, "AWS::IAM::Role", properties,
+            logical_id,
+            "AWS::IAM::Role",
+            properties,
             {"RoleName", "AssumeRolePolicyDocument", "Path", "Description", "Policies", "Tags"},
         )
         props = resolve(properties, self.context)
@@ -448,21 +485,53 @@ class _Provisioner:
             )
         self.local.roles[logical_id] = role["Arn"]
         self.context.references[logical_id] = name
-        self.context.attributes.update({
-            (logical_id, "Arn"): role["Arn"],
-            (logical_id, "RoleId"): role["RoleId"],
-        })
+        self.context.attributes.update(
+            {
+                (logical_id, "Arn"): role["Arn"],
+                (logical_id, "RoleId"): role["RoleId"],
+            }
+        )
+
+    # --- KMS ------------------------------------------------------------------------------
+
+    def _create_key(self, logical_id: str, properties: dict[str, Any]) -> None:
+        self.report_unknown(
+            logical_id,
+            "AWS::KMS::Key",
+            properties,
+            {"Description", "KeyPolicy", "KeyUsage", "KeySpec", "EnableKeyRotation", "Tags"},
+        )
+        props = resolve(properties, self.context)
+        request: dict[str, Any] = {
+            key: props[key] for key in ("Description", "KeyUsage", "KeySpec") if key in props
+        }
+        if "KeyPolicy" in props:
+            request["Policy"] = json.dumps(props["KeyPolicy"])
+        kms = self.client("kms")
+        key = kms.create_key(**request)["KeyMetadata"]
+        if props.get("EnableKeyRotation"):
+            kms.enable_key_rotation(KeyId=key["KeyId"])
+        self.local.keys[logical_id] = key["Arn"]
+        self.context.references[logical_id] = key["KeyId"]
+        self.context.attributes.update(
+            {
+                (logical_id, "Arn"): key["Arn"],
+                (logical_id, "KeyId"): key["KeyId"],
+            }
+        )
 
     def shared_role(self, service_principal: str, suffix: str) -> str:
         """One role per service for resources that let SAM generate theirs."""
         if service_principal not in self._shared_roles:
             trust = {
                 "Version": "2012-10-17",
-                "Statement": [{
-                    "Effect": "Allow",
-                    "Principal": {"Service": service_principal},
-                    "Action": "sts:AssumeRole",
-                }],
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": service_principal},
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
             }
             role = self.client("iam").create_role(
                 RoleName=f"{self.context.stack_name}-{suffix}"[:64],
@@ -473,7 +542,8 @@ class _Provisioner:
 
     # --- Lambda ---------------------------------------------------------------------------
 
-    def _create_function(self, logical_id: str, properties: dict[str, Any]) -> None:
+    def _create_function(self, logical_id: str, own_properties: dict[str, Any]) -> None:
+        # The Function view merges Globals.Function into the resource's own properties.
         function: Function = self.template.function(logical_id)
         merged = function.properties
         name = self.physical_name(logical_id, merged, "FunctionName")
@@ -515,10 +585,21 @@ class _Provisioner:
 
     def _create_state_machine(self, logical_id: str, properties: dict[str, Any]) -> None:
         resource_type = "AWS::Serverless::StateMachine"
-        self.report_unknown(logical_id, resource_type, properties, {
-            "Name", "Definition", "DefinitionUri", "DefinitionSubstitutions", "Role",
-            "Policies", "Type", "Tags",
-        })
+        self.report_unknown(
+            logical_id,
+            resource_type,
+            properties,
+            {
+                "Name",
+                "Definition",
+                "DefinitionUri",
+                "DefinitionSubstitutions",
+                "Role",
+                "Policies",
+                "Type",
+                "Tags",
+            },
+        )
         if "Definition" in properties:
             definition = resolve(properties["Definition"], self.context)
         else:
@@ -558,38 +639,49 @@ class _Provisioner:
     # --- EventBridge Scheduler ------------------------------------------------------------
 
     def _create_schedule_group(self, logical_id: str, properties: dict[str, Any]) -> None:
-        self.report_unknown(logical_id, "AWS::Scheduler::ScheduleGroup", properties,
-                            {"Name", "Tags"})
+        self.report_unknown(
+            logical_id, "AWS::Scheduler::ScheduleGroup", properties, {"Name", "Tags"}
+        )
         props = resolve(properties, self.context)
         name = self.physical_name(logical_id, properties, "Name")
         request: dict[str, Any] = {"Name": name}
         if props.get("Tags"):
-            request["Tags"] = [
-                {"Key": k, "Value": v} for k, v in _tags_dict(props["Tags"]).items()
-            ]
+            request["Tags"] = [{"Key": k, "Value": v} for k, v in _tags_dict(props["Tags"]).items()]
         arn = self.client("scheduler").create_schedule_group(**request)["ScheduleGroupArn"]
         self.local.schedule_groups[logical_id] = name
         self.context.references[logical_id] = name
         self.context.attributes[(logical_id, "Arn")] = arn
 
     _SCHEDULE_PROPERTIES = {
-        "Name", "GroupName", "Description", "ScheduleExpression", "ScheduleExpressionTimezone",
-        "FlexibleTimeWindow", "Target", "State", "StartDate", "EndDate", "KmsKeyArn",
+        "Name",
+        "GroupName",
+        "Description",
+        "ScheduleExpression",
+        "ScheduleExpressionTimezone",
+        "FlexibleTimeWindow",
+        "Target",
+        "State",
+        "StartDate",
+        "EndDate",
+        "KmsKeyArn",
     }
 
     def _create_schedule(self, logical_id: str, properties: dict[str, Any]) -> None:
-        self.report_unknown(logical_id, "AWS::Scheduler::Schedule", properties,
-                            self._SCHEDULE_PROPERTIES)
+        self.report_unknown(
+            logical_id, "AWS::Scheduler::Schedule", properties, self._SCHEDULE_PROPERTIES
+        )
         props = resolve(properties, self.context)
         name = self.physical_name(logical_id, properties, "Name")
         group = props.get("GroupName", "default")
         request = {key: props[key] for key in self._SCHEDULE_PROPERTIES if key in props}
-        request.update({
-            "Name": name,
-            "GroupName": group,
-            "FlexibleTimeWindow": props.get("FlexibleTimeWindow", {"Mode": "OFF"}),
-            "State": props.get("State", "ENABLED"),
-        })
+        request.update(
+            {
+                "Name": name,
+                "GroupName": group,
+                "FlexibleTimeWindow": props.get("FlexibleTimeWindow", {"Mode": "OFF"}),
+                "State": props.get("State", "ENABLED"),
+            }
+        )
         arn = self.client("scheduler").create_schedule(**request)["ScheduleArn"]
         target = props["Target"]
         self.local.schedules[logical_id] = LocalSchedule(

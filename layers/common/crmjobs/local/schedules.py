@@ -414,7 +414,10 @@ class LocalScheduler:
 
     A schedule's occurrences count from the moment this scheduler first sees it (or its
     StartDate); each due time fires once. After a pause longer than one period, at most
-    `max_catch_up` missed occurrences fire, the latest ones.
+    `max_catch_up` missed occurrences fire, the latest ones. Local simplifications: a
+    flexible time window fires at the scheduled time, a failed delivery is reported but not
+    retried (attempt-number is always 1), a target without Input sends "{}", and a FIFO queue
+    target gets the execution id as its deduplication id.
     """
 
     def __init__(
@@ -439,6 +442,7 @@ class LocalScheduler:
         self._last_fired: dict[str, datetime] = {}
         self._queue_urls: dict[str, str] = {}
         self._reported_invalid: set[tuple[str, str]] = set()
+        self._details: dict[str, tuple[Any, dict[str, Any]]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -487,10 +491,29 @@ class LocalScheduler:
         with self._lock:
             now = self._clock()
             records: list[FireRecord] = []
-            for summary in list(self._list_schedules()):
-                schedule = self._get_schedule(summary["Name"], summary.get("GroupName"))
-                records.extend(self._fire_due(schedule, now))
+            listed = list(self._list_schedules())
+            self._forget_all_but({summary["Arn"] for summary in listed})
+            for summary in listed:
+                try:
+                    records.extend(self._fire_due(self._schedule_details(summary), now))
+                except Exception:  # one broken schedule must not hold up the others
+                    logger.exception("schedule %s could not be processed", summary["Arn"])
             return records
+
+    def _schedule_details(self, summary: dict[str, Any]) -> dict[str, Any]:
+        """get_schedule for a listed schedule, fetched again only after it was modified."""
+        arn, modified = summary["Arn"], summary.get("LastModificationDate")
+        cached = self._details.get(arn)
+        if cached is None or cached[0] != modified:
+            cached = (modified, self._get_schedule(summary["Name"], summary.get("GroupName")))
+            self._details[arn] = cached
+        return cached[1]
+
+    def _forget_all_but(self, arns: set[str]) -> None:
+        """Drop what is remembered about schedules that no longer exist."""
+        for remembered in (self._first_seen, self._last_fired, self._details):
+            for arn in set(remembered) - arns:
+                del remembered[arn]
 
     def _due_times(self, schedule: dict[str, Any], now: datetime) -> list[datetime]:
         arn = schedule["Arn"]

@@ -9,6 +9,7 @@ Sub, Join, If, Select and friends once provisioning has filled in the physical n
 from __future__ import annotations
 
 import base64
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -74,7 +75,7 @@ for _tag in _SHORT_TAGS:
 def load_template(path: str | Path) -> dict[str, Any]:
     """Parse a CloudFormation/SAM YAML file into plain dicts with long-form intrinsics."""
     with open(path, encoding="utf-8") as handle:
-        document = yaml.load(handle, Loader=CloudFormationLoader)  # noqa: S506 - SafeLoader subclass
+        document = yaml.load(handle, Loader=CloudFormationLoader)  # a SafeLoader subclass
     if not isinstance(document, dict) or "Resources" not in document:
         raise ValueError(f"{path} is not a CloudFormation template (no Resources section)")
     return document
@@ -169,6 +170,8 @@ def resolve(value: Any, context: ResolutionContext) -> Any:
         intrinsic = _INTRINSICS.get(key)
         if intrinsic is not None:
             return intrinsic(argument, context)
+        if key.startswith("Fn::"):
+            raise UnresolvedReference(f"{key} is not evaluated by the local runtime")
     resolved = {key: resolve(item, context) for key, item in value.items()}
     return {key: item for key, item in resolved.items() if item is not NO_VALUE}
 
@@ -178,7 +181,8 @@ def _fn_ref(argument: str, context: ResolutionContext) -> Any:
 
 
 def _fn_get_att(argument: Any, context: ResolutionContext) -> Any:
-    logical_id, attribute = resolve(argument, context)
+    argument = resolve(argument, context)
+    logical_id, attribute = argument.split(".", 1) if isinstance(argument, str) else argument
     return context.get_att(logical_id, attribute)
 
 
@@ -272,6 +276,14 @@ def _fn_get_azs(argument: Any, context: ResolutionContext) -> list[str]:
     return [f"{region}{suffix}" for suffix in "abc"]
 
 
+def _fn_to_json_string(argument: Any, context: ResolutionContext) -> str:
+    return json.dumps(resolve(argument, context), separators=(",", ":"))
+
+
+def _fn_length(argument: Any, context: ResolutionContext) -> int:
+    return len(resolve(argument, context))
+
+
 _INTRINSICS = {
     "Ref": _fn_ref,
     "Condition": _fn_condition,
@@ -289,6 +301,8 @@ _INTRINSICS = {
     "Fn::ImportValue": _fn_import_value,
     "Fn::Base64": _fn_base64,
     "Fn::GetAZs": _fn_get_azs,
+    "Fn::ToJsonString": _fn_to_json_string,
+    "Fn::Length": _fn_length,
 }
 
 

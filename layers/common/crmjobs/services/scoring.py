@@ -7,11 +7,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from pynamodb.exceptions import UpdateError
 
 from crmjobs import config
-from crmjobs.adapters.state_machines import run_to_completion
 from crmjobs.client import TriggerRequest, batch_trigger
 from crmjobs.domain.scoring import ProspectFacts, ScoreResult, needs_scoring, score_prospect
 from crmjobs.errors import NotFound
@@ -23,18 +21,14 @@ from crmjobs.schemas import (
     ScheduledLeadScoringPayload,
     ScoreLeadPayload,
 )
+from crmjobs.services.fanout import PAGE_SIZE, BatchInput, PageState, Step, next_page, run_fanout
 
-#: Prospects listed per state-machine page, and per scoring batch (DynamoDB BatchGetItem max).
-PAGE_SIZE = 1000
+#: Prospects per scoring batch (DynamoDB BatchGetItem's maximum).
 BATCH_SIZE = 100
 #: A bulk run also rescores scores that turn 24 h old within this window, so a nightly run
 #: a few seconds earlier than yesterday's does not leave them for another day.
 STALENESS_SLACK = timedelta(hours=1)
 MAX_CONFLICT_RETRIES = 5
-
-
-class Step(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class ScoreOutcome(Step):
@@ -115,41 +109,8 @@ def score_lead(payload: ScoreLeadPayload, context: RunContext) -> ScoreOutcome:
 # --- bulk scoring: the state machine's steps -------------------------------------------
 
 
-class Totals(Step):
-    processed: int = 0
-    changed: int = 0
-    unchanged: int = 0
-    failed: int = 0
-
-    def __add__(self, other: Totals) -> Totals:
-        return Totals(
-            **{name: getattr(self, name) + getattr(other, name) for name in Totals.model_fields}
-        )
-
-
-class PageState(Step):
-    """The state the bulk-scoring state machine carries from page to page."""
-
-    workspaceId: str
-    now: AwareDatetime
-    cursor: dict[str, Any] | None = None
-    started: bool = False
-    done: bool = False
-    pages: int = 0
-    listed: int = 0
-    totals: Totals = Field(default_factory=Totals)
-    results: list[Totals] = Field(default_factory=list)
-    batches: list[list[str]] = Field(default_factory=list)
-
-
-def list_prospects_page(state: PageState) -> PageState:
-    """Add the last Map's results to the totals, then list the next page of prospects that
-    need scoring (projected keys and timestamps only) as batches of ids."""
-    totals = sum(state.results, state.totals)
-    if state.started and state.cursor is None:
-        return state.model_copy(
-            update={"totals": totals, "results": [], "batches": [], "done": True}
-        )
+def _list_due_prospects(state: PageState) -> tuple[list[str], int, dict[str, Any] | None]:
+    """One page of the workspace's prospects (keys and timestamps only); those due."""
     query = Prospect.query(
         state.workspaceId,
         attributes_to_get=["id", "scoredAt", "updatedAt", "scoreRulesVersion"],
@@ -168,56 +129,34 @@ def list_prospects_page(state: PageState) -> PageState:
             now=horizon,
         ):
             due.append(prospect.id)
-    return state.model_copy(
-        update={
-            "totals": totals,
-            "results": [],
-            "started": True,
-            "cursor": query.last_evaluated_key,
-            "pages": state.pages + 1,
-            "listed": state.listed + listed,
-            "batches": [due[i : i + BATCH_SIZE] for i in range(0, len(due), BATCH_SIZE)],
-        }
-    )
+    return due, listed, query.last_evaluated_key
 
 
-class BatchInput(Step):
-    workspaceId: str
-    now: AwareDatetime
-    ids: list[str] = Field(max_length=BATCH_SIZE)
+def list_prospects_page(state: PageState) -> PageState:
+    return next_page(state, _list_due_prospects, BATCH_SIZE)
 
 
-def score_prospects_batch(batch: BatchInput) -> Totals:
+def score_prospects_batch(batch: BatchInput) -> dict[str, int]:
     """Score up to 100 prospects read with one BatchGetItem; a prospect that fails is
     counted and logged, and does not fail its neighbours."""
-    totals = Totals()
+    totals = dict.fromkeys(("processed", "changed", "unchanged", "failed"), 0)
     keys = [(batch.workspaceId, prospect_id) for prospect_id in batch.ids]
     for prospect in Prospect.batch_get(keys):
-        totals.processed += 1
+        totals["processed"] += 1
         try:
             outcome = score_and_store(prospect, batch.now)
         except Exception:
             logger.exception("prospect scoring failed", extra={"prospect_id": prospect.id})
-            totals.failed += 1
+            totals["failed"] += 1
             continue
-        if outcome.changed:
-            totals.changed += 1
-        else:
-            totals.unchanged += 1
+        totals["changed" if outcome.changed else "unchanged"] += 1
     return totals
 
 
-def bulk_score_leads(payload: BulkScoreLeadsPayload, context: RunContext) -> dict[str, Any]:
-    state = run_to_completion(
-        "STATE_MACHINE_ARN_BULK_SCORE_LEADS",
-        name=f"{context.run_id}-{context.attempt}",
-        execution_input={
-            "workspaceId": payload.workspaceId,
-            "now": datetime.now(UTC).isoformat(),
-        },
-        time_budget=context.remaining_seconds(),
+def bulk_score_leads(payload: BulkScoreLeadsPayload, context: RunContext) -> dict[str, int]:
+    return run_fanout(
+        "STATE_MACHINE_ARN_BULK_SCORE_LEADS", context, payload.workspaceId, datetime.now(UTC)
     )
-    return {**state["totals"], "pages": state["pages"], "listed": state["listed"]}
 
 
 # --- the nightly job ------------------------------------------------------------------

@@ -1,0 +1,274 @@
+"""The embedded local runtime: the whole application in one process, no AWS, no Docker.
+
+`LocalStack` starts moto (a server on 127.0.0.1, or in-process for tests), provisions
+everything from template.yaml, routes Step Functions' Lambda calls and every queue's
+messages to the functions' handlers in-process, fires schedules and polls table streams.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from crmjobs import config
+from crmjobs.adapters import aws
+from crmjobs.local.context import LambdaContext, load_handler
+from crmjobs.local.event_sources import BatchOutcome, SqsEventSource
+from crmjobs.local.provision import LocalFunction, LocalResources, provision
+from crmjobs.local.schedules import FireRecord, LocalScheduler
+from crmjobs.local.sfn_bridge import LambdaBridge
+from crmjobs.local.streams import StreamEventSource
+from crmjobs.local.template import DynamoDbStreamEventSource
+from crmjobs.local.template import SqsEventSource as SqsEventConfig
+
+PROJECT_ROOT = Path(__file__).resolve().parents[4]
+DEFAULT_TEMPLATE = PROJECT_ROOT / "template.yaml"
+DEFAULT_DATA_DIR = Path(".crmjobs")
+MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
+#: Locally, the embedded backends replace Bedrock and OpenSearch (chosen by configuration).
+LOCAL_SETTINGS = {
+    "EMBEDDINGS_BACKEND": "local",
+    "VECTOR_BACKEND": "local",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_LOG_LEVEL": "WARNING",
+}
+_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class LocalStack:
+    """The application running locally; use as a context manager or start()/stop()."""
+
+    def __init__(
+        self,
+        template: Path = DEFAULT_TEMPLATE,
+        *,
+        data_dir: Path = DEFAULT_DATA_DIR,
+        in_process: bool = False,
+        parameters: dict[str, str] | None = None,
+        on_invoke: Callable[[str, BatchOutcome], None] | None = None,
+        on_fire: Callable[[FireRecord], None] | None = None,
+    ) -> None:
+        self.template = Path(template)
+        self.data_dir = Path(data_dir).resolve()
+        self.in_process = in_process
+        self.parameters = parameters
+        self.on_invoke = on_invoke
+        self.on_fire = on_fire
+        self.settings = {**LOCAL_SETTINGS, "LOCAL_DATA_DIR": str(self.data_dir)}
+        self.resources: LocalResources | None = None
+        self.endpoint_url: str | None = None
+        self.sources: dict[str, SqsEventSource] = {}
+        self.streams: list[StreamEventSource] = []
+        self.scheduler: LocalScheduler | None = None
+        self._saved_environ: dict[str, str] | None = None
+        self._server: Any = None
+        self._mock: Any = None
+        self._bridge: LambdaBridge | None = None
+        self._serving = False
+
+    # --- lifecycle -----------------------------------------------------------------
+
+    def start(self) -> LocalStack:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._saved_environ = dict(os.environ)
+        os.environ.update(_CREDENTIALS)
+        self._start_moto()
+        self.resources = provision(
+            self.template, endpoint_url=self.endpoint_url, parameters=self.parameters
+        )
+        os.environ.update({**self.resources.environment(), **self.settings})
+        _reset_cached_clients()
+        self._bridge = LambdaBridge(
+            region=self.resources.region,
+            account_id=self.resources.account_id,
+            function_loader=self.handler_for,
+        )
+        self._bridge.register_resources(self.resources)
+        self._bridge.install()
+        self._wire_event_sources()
+        self.scheduler = LocalScheduler(
+            aws.client("scheduler"), aws.client("sqs"), on_fire=self.on_fire
+        )
+        return self
+
+    def _start_moto(self) -> None:
+        if self.in_process:
+            from moto import mock_aws
+
+            self._mock = mock_aws(config=MOTO_CONFIG)
+            self._mock.start()
+            return
+        import requests
+        from moto.server import ThreadedMotoServer
+
+        port = free_port()
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        self._server.start()
+        self.endpoint_url = f"http://127.0.0.1:{port}"
+        # moto's Step Functions interpreter calls back into the server on MOTO_PORT.
+        os.environ.update({"AWS_ENDPOINT_URL": self.endpoint_url, "MOTO_PORT": str(port)})
+        requests.post(f"{self.endpoint_url}/moto-api/config", json=MOTO_CONFIG, timeout=10)
+
+    def stop(self) -> None:
+        self.stop_serving()
+        if self._bridge is not None:
+            self._bridge.uninstall()
+            self._bridge = None
+        if self._mock is not None:
+            self._mock.stop()
+            self._mock = None
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+        if self._saved_environ is not None:
+            os.environ.clear()
+            os.environ.update(self._saved_environ)
+            self._saved_environ = None
+        _reset_cached_clients()
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()
+
+    # --- functions -----------------------------------------------------------------
+
+    def handler_for(self, function: LocalFunction) -> Callable[[Any, Any], Any]:
+        """The function's handler, run with its own environment (plus the local settings)."""
+        handler = load_handler(function.handler_file, function.handler_name)
+        environment = {**function.environment, **self.settings}
+
+        def run(event: Any, context: Any) -> Any:
+            with config.function_environment(environment):
+                return handler(event, context)
+
+        return run
+
+    def function(self, name: str) -> LocalFunction:
+        assert self.resources is not None, "start() the stack first"
+        return self.resources.function_named(name)
+
+    def invoke(self, name: str, event: Any) -> Any:
+        """Invoke a function once with an event, as `sam local invoke` would (no Docker)."""
+        function = self.function(name)
+        context = LambdaContext(
+            function_name=function.name,
+            invoked_function_arn=function.arn,
+            memory_limit_in_mb=function.memory_mb,
+            timeout_seconds=function.timeout_seconds,
+        )
+        return self.handler_for(function)(event, context)
+
+    def _wire_event_sources(self) -> None:
+        assert self.resources is not None
+        for function in self.resources.functions.values():
+            for event in function.events:
+                if isinstance(event, SqsEventConfig) and event.enabled:
+                    queue = self.resources.queues[event.queue_logical_id]
+                    self.sources[queue.logical_id] = self._sqs_source(function, event, queue)
+                elif isinstance(event, DynamoDbStreamEventSource) and event.enabled:
+                    table = self.resources.tables[event.table_logical_id]
+                    self.streams.append(
+                        StreamEventSource(
+                            aws.client("dynamodb"),
+                            aws.client("dynamodbstreams"),
+                            table,
+                            self.handler_for(function),
+                            function_name=function.name,
+                            batch_size=event.batch_size,
+                            timeout_seconds=function.timeout_seconds,
+                        )
+                    )
+
+    def _sqs_source(self, function: LocalFunction, event: SqsEventConfig, queue) -> SqsEventSource:
+        def report(outcome: BatchOutcome) -> None:
+            if self.on_invoke is not None:
+                self.on_invoke(function.logical_id, outcome)
+
+        return SqsEventSource(
+            aws.client("sqs"),
+            queue.url,
+            queue.arn,
+            self.handler_for(function),
+            batch_size=event.batch_size,
+            batching_window_s=event.maximum_batching_window_seconds,
+            report_batch_item_failures="ReportBatchItemFailures" in event.function_response_types,
+            maximum_concurrency=event.maximum_concurrency,
+            function_timeout_s=function.timeout_seconds,
+            function_name=function.name,
+            on_invoke=report,
+        )
+
+    def source_for_task(self, task: str) -> SqsEventSource:
+        from crmjobs.tasks import get_task
+
+        logical_id = f"{get_task(task).resource_prefix}Queue"
+        if logical_id not in self.sources:
+            raise KeyError(f"no function consumes {logical_id} yet (task {task} not built)")
+        return self.sources[logical_id]
+
+    # --- running -------------------------------------------------------------------
+
+    def serve(self) -> None:
+        """Poll every queue and stream and fire schedules, in background threads."""
+        for source in self.sources.values():
+            source.start()
+        for stream in self.streams:
+            stream.start()
+        assert self.scheduler is not None
+        self.scheduler.start()
+        self._serving = True
+
+    def stop_serving(self) -> None:
+        if not self._serving:
+            return
+        for source in self.sources.values():
+            source.stop()
+        for stream in self.streams:
+            stream.stop()
+        if self.scheduler is not None:
+            self.scheduler.stop()
+        self._serving = False
+
+    @contextmanager
+    def serving(self) -> Iterator[LocalStack]:
+        self.serve()
+        try:
+            yield self
+        finally:
+            self.stop_serving()
+
+    def drain_once(self) -> int:
+        """One poll of every queue and stream in this thread; how many batches ran."""
+        ran = 0
+        for source in self.sources.values():
+            if source.poll_once() is not None:
+                ran += 1
+        for stream in self.streams:
+            ran += stream.poll_once()
+        return ran
+
+
+def _reset_cached_clients() -> None:
+    """Clients made for another endpoint must not be reused."""
+    from crmjobs import runtime
+
+    aws._client.cache_clear()
+    runtime._persistence_layer.cache_clear()

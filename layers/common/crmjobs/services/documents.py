@@ -1,0 +1,240 @@
+"""Document indexing and search services: index one item, the bulk fan-out's steps,
+chunk removal when an item is deleted, and the hybrid search the agents use."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel
+from pynamodb.exceptions import UpdateError
+
+from crmjobs.adapters.embeddings import Embedder, get_embedder
+from crmjobs.adapters.vector_index import ChunkRecord, SearchHit, VectorIndex, get_vector_index
+from crmjobs.domain.chunking import chunk_text, content_hash
+from crmjobs.errors import InvalidInput, NotFound, PermanentError
+from crmjobs.models import KnowledgeItem
+from crmjobs.observability import logger
+from crmjobs.runtime import RunContext
+from crmjobs.schemas import (
+    BulkIndexDocumentsPayload,
+    IndexDocumentPayload,
+    ReindexAllDocumentsPayload,
+)
+from crmjobs.services.fanout import PAGE_SIZE, BatchInput, PageState, next_page, run_fanout
+
+#: Items per indexing batch: embedding dominates, so batches stay small.
+BATCH_SIZE = 10
+NO_CONTENT = "no content to index"
+
+
+def _index_for(embedder: Embedder) -> VectorIndex:
+    index = get_vector_index(embedder.dimension)
+    index.ensure_index()
+    return index
+
+
+class IndexOutcome(BaseModel):
+    itemId: str
+    status: Literal["indexed", "unchanged"]
+    chunkCount: int
+    contentHash: str
+    embeddingModel: str
+
+
+def is_indexed(item: KnowledgeItem, digest: str, model_id: str) -> bool:
+    """Indexed, with this content and this embedding model."""
+    return (
+        item.status == "ready" and item.content_hash == digest and item.embedding_model == model_id
+    )
+
+
+def index_item(
+    item: KnowledgeItem, *, force: bool, embedder: Embedder | None = None
+) -> IndexOutcome:
+    """Chunk, embed and write the item's chunks, replacing any it had; then mark it ready."""
+    content = item.content or ""
+    if not content.strip():
+        raise InvalidInput(NO_CONTENT)
+    embedder = embedder or get_embedder()
+    digest = content_hash(content)
+    if not force and is_indexed(item, digest, embedder.model_id):
+        return IndexOutcome(
+            itemId=item.id,
+            status="unchanged",
+            chunkCount=int(item.chunk_count or 0),
+            contentHash=digest,
+            embeddingModel=embedder.model_id,
+        )
+    chunks = chunk_text(content)
+    vectors = embedder.embed(chunks)
+    index = _index_for(embedder)
+    index.replace_item_chunks(
+        item.workspace_id,
+        item.id,
+        [
+            ChunkRecord(
+                workspace_id=item.workspace_id,
+                item_id=item.id,
+                title=item.title,
+                text=text,
+                chunk_index=position,
+                total_chunks=len(chunks),
+                type=item.type,
+                mime_type=item.mime_type,
+                file_name=item.file_name,
+                vector=vector,
+            )
+            for position, (text, vector) in enumerate(zip(chunks, vectors, strict=True))
+        ],
+    )
+    try:
+        item.update(
+            actions=[
+                KnowledgeItem.status.set("ready"),
+                KnowledgeItem.chunk_count.set(len(chunks)),
+                KnowledgeItem.indexed_at.set(datetime.now(UTC)),
+                KnowledgeItem.content_hash.set(digest),
+                KnowledgeItem.embedding_model.set(embedder.model_id),
+                KnowledgeItem.processing_error.remove(),
+            ],
+            condition=KnowledgeItem.id.exists(),
+        )
+    except UpdateError as exc:
+        if exc.cause_response_code != "ConditionalCheckFailedException":
+            raise
+        # Deleted while we indexed it: take back what we wrote.
+        index.delete_item(item.workspace_id, item.id)
+        raise NotFound("knowledge item not found") from None
+    return IndexOutcome(
+        itemId=item.id,
+        status="indexed",
+        chunkCount=len(chunks),
+        contentHash=digest,
+        embeddingModel=embedder.model_id,
+    )
+
+
+def _mark_failed(item: KnowledgeItem, message: str) -> None:
+    item.update(
+        actions=[KnowledgeItem.status.set("failed"), KnowledgeItem.processing_error.set(message)],
+        condition=KnowledgeItem.id.exists(),
+    )
+
+
+def index_document(payload: IndexDocumentPayload, context: RunContext) -> IndexOutcome:
+    item = KnowledgeItem.get_in_workspace(payload.workspaceId, payload.itemId, consistent_read=True)
+    if item is None:
+        raise NotFound("knowledge item not found")
+    if item.status != "processing":
+        item.update(actions=[KnowledgeItem.status.set("processing")])
+    try:
+        return index_item(item, force=False)
+    except PermanentError as exc:
+        _mark_failed(item, str(exc))
+        raise
+    except Exception as exc:
+        if context.attempt >= context.max_attempts:
+            _mark_failed(item, f"{type(exc).__name__}: {exc}")
+        raise
+
+
+# --- bulk indexing: the state machine's steps -----------------------------------------
+
+
+def _list_due_items(state: PageState) -> tuple[list[str], int, dict[str, Any] | None]:
+    """One page of the workspace's items (no content read); those that may need indexing:
+    never indexed, edited since, or another embedding model. The batch step confirms
+    with the content hash."""
+    model_id = get_embedder().model_id
+    query = KnowledgeItem.query(
+        state.workspaceId,
+        attributes_to_get=["id", "status", "updatedAt", "indexedAt", "embeddingModel"],
+        last_evaluated_key=state.cursor,
+        page_size=PAGE_SIZE,
+        limit=PAGE_SIZE,
+    )
+    due, listed = [], 0
+    for item in query:
+        listed += 1
+        if (
+            state.force
+            or item.status != "ready"
+            or item.indexed_at is None
+            or item.embedding_model != model_id
+            or (item.updated_at is not None and item.updated_at > item.indexed_at)
+        ):
+            due.append(item.id)
+    return due, listed, query.last_evaluated_key
+
+
+def list_documents_page(state: PageState) -> PageState:
+    return next_page(state, _list_due_items, BATCH_SIZE)
+
+
+def index_documents_batch(batch: BatchInput) -> dict[str, int]:
+    """Index up to 10 items; an item that fails is marked failed and counted."""
+    totals = dict.fromkeys(("processed", "indexed", "unchanged", "failed", "chunks"), 0)
+    embedder = get_embedder()
+    keys = [(batch.workspaceId, item_id) for item_id in batch.ids]
+    for item in KnowledgeItem.batch_get(keys):
+        totals["processed"] += 1
+        try:
+            outcome = index_item(item, force=batch.force, embedder=embedder)
+        except Exception as exc:
+            logger.exception("item indexing failed", extra={"item_id": item.id})
+            totals["failed"] += 1
+            _mark_failed(
+                item,
+                str(exc) if isinstance(exc, PermanentError) else f"{type(exc).__name__}: {exc}",
+            )
+            continue
+        totals[outcome.status] += 1
+        totals["chunks"] += outcome.chunkCount if outcome.status == "indexed" else 0
+    return totals
+
+
+def bulk_index_documents(payload: BulkIndexDocumentsPayload, context: RunContext) -> dict[str, int]:
+    return run_fanout(
+        "STATE_MACHINE_ARN_BULK_INDEX_DOCUMENTS",
+        context,
+        payload.workspaceId,
+        datetime.now(UTC),
+        force=payload.force,
+    )
+
+
+def reindex_all_documents(
+    payload: ReindexAllDocumentsPayload, context: RunContext
+) -> dict[str, int]:
+    return run_fanout(
+        "STATE_MACHINE_ARN_BULK_INDEX_DOCUMENTS",
+        context,
+        payload.workspaceId,
+        datetime.now(UTC),
+        force=True,
+    )
+
+
+# --- deletion and search ---------------------------------------------------------------
+
+
+def remove_deleted_items(keys: Iterable[tuple[str, str]]) -> int:
+    """Remove the chunks of deleted items, given (workspaceId, itemId) pairs."""
+    embedder = get_embedder()
+    index = _index_for(embedder)
+    removed = 0
+    for workspace_id, item_id in keys:
+        index.delete_item(workspace_id, item_id)
+        removed += 1
+    return removed
+
+
+def search_knowledge(workspace_id: str, query: str, k: int = 5) -> list[SearchHit]:
+    """Hybrid keyword + vector search of one workspace's chunks, best first."""
+    if not query.strip():
+        raise InvalidInput("query must not be empty")
+    embedder = get_embedder()
+    [vector] = embedder.embed([query])
+    return _index_for(embedder).search(workspace_id, query, vector, k=k)

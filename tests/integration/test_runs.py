@@ -1,0 +1,235 @@
+"""The run ledger and the task runtime end to end: client, plain SQS messages, retries,
+backoff, dead-letter queue, idempotency, cancel, replay and bad input."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from crmjobs import client, runtime
+from crmjobs.adapters.aws import client as aws_client
+from crmjobs.config import dead_letter_queue_url, queue_url
+from crmjobs.errors import InvalidInput, NotFound
+from crmjobs.models import Prospect, Workspace
+
+
+def _prospect(workspace_id: str, prospect_id: str = "p-1", **fields) -> Prospect:
+    prospect = Prospect(workspace_id=workspace_id, id=prospect_id, name="Ada Lovelace", **fields)
+    prospect.save()
+    return prospect
+
+
+def _drain(stack, task: str, rounds: int = 1) -> list:
+    source = stack.source_for_task(task)
+    return [outcome for outcome in (source.poll_once() for _ in range(rounds)) if outcome]
+
+
+def _messages_mentioning(url: str, text: str) -> list[dict]:
+    """Visible messages of a queue whose body mentions `text` (left visible)."""
+    sqs = aws_client("sqs")
+    found = {}
+    for _ in range(5):
+        batch = sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0, MessageAttributeNames=["All"]
+        ).get("Messages", [])
+        found.update({m["MessageId"]: m for m in batch if text in m["Body"]})
+        if not batch:
+            break
+    return list(found.values())
+
+
+def test_triggered_run_completes_with_output(stack, workspace):
+    _prospect(workspace.id, email="ada@acme.com", stage="qualified")
+    run = client.trigger(
+        "score-lead", {"workspaceId": workspace.id, "prospectId": "p-1"}, tags=["import"]
+    )
+    assert run.status == "QUEUED"
+    _drain(stack, "score-lead")
+    done = client.retrieve(run.id)
+    assert done.status == "COMPLETED"
+    assert done.attempts == 1
+    assert done.output["score"] == 10 + 15 + 10 + 15
+    assert done.output["changed"] is True
+    assert Prospect.get(workspace.id, "p-1").score == 50
+    assert [r.id for r in client.list_runs(workspace.id, tag="import")] == [run.id]
+    assert [r.id for r in client.list_runs(workspace.id, status="COMPLETED")] == [run.id]
+    assert client.list_runs(workspace.id, task="bulk-score-leads") == []
+
+
+def test_plain_sqs_message_is_recorded_and_run(stack, workspace):
+    _prospect(workspace.id)
+    aws_client("sqs").send_message(
+        QueueUrl=queue_url("score-lead"),
+        MessageBody=json.dumps({"workspaceId": workspace.id, "prospectId": "p-1"}),
+    )
+    _drain(stack, "score-lead")
+    [run] = client.list_runs(workspace.id)
+    assert run.status == "COMPLETED"
+    assert run.source == "sqs"
+    assert run.payload == {"workspaceId": workspace.id, "prospectId": "p-1"}
+
+
+def test_bad_input_fails_at_once_without_retry(stack, workspace):
+    aws_client("sqs").send_message(
+        QueueUrl=queue_url("score-lead"),
+        MessageBody=json.dumps({"workspaceId": workspace.id, "prospectId": "p 1", "extra": 1}),
+    )
+    _drain(stack, "score-lead")
+    [run] = client.list_runs(workspace.id)
+    assert run.status == "FAILED"
+    assert run.attempts == 0
+    assert "prospectId" in run.error["message"] and "extra" in run.error["message"]
+    assert run.error["type"] == "InvalidInput"
+    assert _messages_mentioning(queue_url("score-lead"), workspace.id) == []
+    assert _messages_mentioning(dead_letter_queue_url("score-lead"), workspace.id) == []
+
+
+def test_client_rejects_bad_payload_before_recording(stack, workspace):
+    with pytest.raises(InvalidInput, match="prospectId"):
+        client.trigger("score-lead", {"workspaceId": workspace.id})
+    with pytest.raises(ValueError, match="unknown task"):
+        client.trigger("no-such-task", {})
+    assert client.list_runs(workspace.id) == []
+
+
+def test_missing_entity_fails_at_once(stack, workspace):
+    run = client.trigger("score-lead", {"workspaceId": workspace.id, "prospectId": "nobody"})
+    _drain(stack, "score-lead")
+    failed = client.retrieve(run.id)
+    assert failed.status == "FAILED"
+    assert failed.attempts == 1
+    assert failed.error == {**failed.error, "message": "prospect not found", "type": "NotFound"}
+
+
+def test_prospect_of_another_workspace_is_not_found(stack, workspace):
+    other = Workspace(id=f"{workspace.id}-other", name="Other")
+    other.save()
+    _prospect(other.id, "p-theirs")
+    run = client.trigger("score-lead", {"workspaceId": workspace.id, "prospectId": "p-theirs"})
+    _drain(stack, "score-lead")
+    assert client.retrieve(run.id).error["message"] == "prospect not found"
+    assert Prospect.get(other.id, "p-theirs").score is None
+    with pytest.raises(NotFound):
+        client.retrieve(run.id, workspace_id=other.id)
+
+
+def test_transient_error_retries_with_backoff_then_dead_letters(stack, workspace, monkeypatch):
+    _prospect(workspace.id)
+    calls = []
+
+    def flaky_score(prospect, now):
+        calls.append(time.monotonic())
+        raise ConnectionError("database unreachable")
+
+    monkeypatch.setattr("crmjobs.services.scoring.score_and_store", flaky_score)
+    monkeypatch.setattr(runtime, "backoff_seconds", lambda attempt: 1)
+    run = client.trigger("score-lead", {"workspaceId": workspace.id, "prospectId": "p-1"})
+    source = stack.source_for_task("score-lead")
+    deadline = time.monotonic() + 20
+    while len(calls) < 3 and time.monotonic() < deadline:
+        source.poll_once()
+        if len(calls) < 3:
+            retried = client.retrieve(run.id)
+            assert retried.status == "QUEUED"
+            assert "database unreachable" in retried.error["message"]
+    failed = client.retrieve(run.id)
+    assert failed.status == "FAILED"
+    assert failed.attempts == 3
+    assert "after 3 attempts" in failed.error["message"]
+    assert len(calls) == 3
+    assert calls[1] - calls[0] >= 0.9  # the message stayed hidden for its backoff
+    [dead] = _messages_mentioning(dead_letter_queue_url("score-lead"), run.id)
+    assert dead["MessageAttributes"]["runId"]["StringValue"] == run.id
+    assert _messages_mentioning(queue_url("score-lead"), run.id) == []
+
+
+def test_backoff_doubles_and_caps_at_ten_seconds():
+    for attempt, base in [(1, 1), (2, 2), (3, 4), (4, 8), (5, 10), (9, 10)]:
+        delays = {runtime.backoff_seconds(attempt) for _ in range(50)}
+        assert min(delays) >= base
+        assert max(delays) <= min(10, int(base * 1.25) + 1)
+
+
+def test_idempotency_key_returns_the_first_run_and_sends_nothing(stack, workspace):
+    _prospect(workspace.id)
+    payload = {"workspaceId": workspace.id, "prospectId": "p-1"}
+    first = client.trigger("score-lead", payload, idempotency_key="import-42")
+    again = client.trigger("score-lead", payload, idempotency_key="import-42")
+    assert again.id == first.id and again.deduplicated and not first.deduplicated
+    assert len(_messages_mentioning(queue_url("score-lead"), first.id)) == 1
+    other_task = client.trigger(
+        "bulk-score-leads", {"workspaceId": workspace.id}, idempotency_key="import-42"
+    )
+    assert other_task.id != first.id
+
+
+def test_duplicate_delivery_does_not_run_again(stack, workspace, monkeypatch):
+    _prospect(workspace.id)
+    run = client.trigger("score-lead", {"workspaceId": workspace.id, "prospectId": "p-1"})
+    message = aws_client("sqs").receive_message(QueueUrl=queue_url("score-lead"))["Messages"][0]
+    source = stack.source_for_task("score-lead")
+    source.process([message])
+    calls = []
+    monkeypatch.setattr("crmjobs.services.scoring.score_and_store", lambda *a: calls.append(a))
+    source.process([message])  # SQS delivered the same message again
+    assert calls == []
+    assert client.retrieve(run.id).attempts == 1
+
+
+def test_canceled_run_never_executes(stack, workspace, monkeypatch):
+    _prospect(workspace.id)
+    run = client.trigger("score-lead", {"workspaceId": workspace.id, "prospectId": "p-1"}, delay=1)
+    assert run.status == "DELAYED"
+    canceled = client.cancel(run.id)
+    assert canceled.status == "CANCELED"
+    time.sleep(1.1)
+    _drain(stack, "score-lead")
+    assert client.retrieve(run.id).status == "CANCELED"
+    assert Prospect.get(workspace.id, "p-1").score is None
+    with pytest.raises(InvalidInput, match="only QUEUED or DELAYED"):
+        client.cancel(run.id)
+
+
+def test_long_delay_uses_a_one_time_schedule_that_cancel_removes(stack, workspace):
+    run = client.trigger("bulk-score-leads", {"workspaceId": workspace.id}, delay=3600)
+    scheduler = aws_client("scheduler")
+    group = stack.resources.environment()["SCHEDULE_GROUP_NAME"]
+    schedule = scheduler.get_schedule(Name=f"run-{run.id}", GroupName=group)
+    assert schedule["ScheduleExpression"].startswith("at(")
+    assert json.loads(schedule["Target"]["Input"])["runId"] == run.id
+    assert _messages_mentioning(queue_url("bulk-score-leads"), run.id) == []
+    client.cancel(run.id)
+    names = [s["Name"] for s in scheduler.list_schedules(GroupName=group)["Schedules"]]
+    assert f"run-{run.id}" not in names
+
+
+def test_replay_creates_a_new_run_with_the_same_payload(stack, workspace):
+    _prospect(workspace.id)
+    run = client.trigger("score-lead", {"workspaceId": workspace.id, "prospectId": "p-1"})
+    _drain(stack, "score-lead")
+    replayed = client.replay(run.id)
+    assert replayed.id != run.id and replayed.replayOf == run.id
+    assert replayed.payload == run.payload
+    _drain(stack, "score-lead")
+    assert client.retrieve(replayed.id).status == "COMPLETED"
+    assert client.retrieve(replayed.id).output["changed"] is False
+
+
+def test_run_over_the_workspace_limit_waits_for_a_slot(stack, workspace):
+    from crmjobs import concurrency
+
+    free = Workspace(id=f"{workspace.id}-free", name="Free", subscription_tier="free")
+    free.save()
+    _prospect(free.id)
+    assert concurrency.acquire(free.id, "run_other", 1)  # another run holds the only slot
+    run = client.trigger("score-lead", {"workspaceId": free.id, "prospectId": "p-1"})
+    _drain(stack, "score-lead")
+    waiting = client.retrieve(run.id)
+    assert waiting.status == "QUEUED" and waiting.attempts == 0
+    concurrency.release(free.id, "run_other")
+    deadline = time.monotonic() + 15
+    while client.retrieve(run.id).status != "COMPLETED" and time.monotonic() < deadline:
+        _drain(stack, "score-lead")
+    assert client.retrieve(run.id).status == "COMPLETED"
