@@ -6,6 +6,7 @@ import random
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+
 from crmjobs.domain.scoring import (
     RULES_VERSION,
     SCORE_MAX_AGE,

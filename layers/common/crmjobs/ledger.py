@@ -13,8 +13,8 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel
-from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
 from pynamodb.connection import Connection
+from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
 from crmjobs import config
