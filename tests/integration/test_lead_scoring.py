@@ -87,9 +87,7 @@ def test_nightly_job_fired_twice_starts_one_bulk_run_per_workspace(stack, worksp
     assert schedule.expression == "cron(0 2 * * ? *)"
     fired_at = datetime(2026, 11, 29, 2, 0, tzinfo=UTC)
     for _ in range(2):
-        client.trigger(
-            "scheduled-lead-scoring", {"scheduledTime": format_scheduled_time(fired_at)}
-        )
+        client.trigger("scheduled-lead-scoring", {"scheduledTime": format_scheduled_time(fired_at)})
         stack.source_for_task("scheduled-lead-scoring").poll_once()
     nightly = client.list_runs("_system", task="scheduled-lead-scoring")
     assert [run.status for run in nightly[:2]] == ["COMPLETED", "COMPLETED"]

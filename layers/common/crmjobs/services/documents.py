@@ -67,6 +67,10 @@ def index_item(
             contentHash=digest,
             embeddingModel=embedder.model_id,
         )
+    if item.status != "processing":
+        item.update(
+            actions=[KnowledgeItem.status.set("processing")], condition=KnowledgeItem.id.exists()
+        )
     chunks = chunk_text(content)
     vectors = embedder.embed(chunks)
     index = _index_for(embedder)
@@ -127,8 +131,6 @@ def index_document(payload: IndexDocumentPayload, context: RunContext) -> IndexO
     item = KnowledgeItem.get_in_workspace(payload.workspaceId, payload.itemId, consistent_read=True)
     if item is None:
         raise NotFound("knowledge item not found")
-    if item.status != "processing":
-        item.update(actions=[KnowledgeItem.status.set("processing")])
     try:
         return index_item(item, force=False)
     except PermanentError as exc:
