@@ -22,7 +22,7 @@ _overlay: ContextVar[Mapping[str, str]] = ContextVar(
 DEFAULT_REGION = "us-east-1"
 
 
-class ConfigurationError(RuntimeError):
+class ConfigurationError(ValueError):
     """A required setting is missing: a deployment problem, never retried as a task error."""
 
 

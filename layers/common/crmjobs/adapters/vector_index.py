@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from crmjobs import config
+
 if TYPE_CHECKING:
     from opensearchpy import OpenSearch
 
@@ -894,25 +896,22 @@ def get_vector_index(dimension: int) -> VectorIndex:
     Built on first use and cached per process and configuration; it does no I/O against
     OpenSearch until called (callers run ``ensure_index`` once, it is idempotent).
     """
-    backend = os.environ.get("VECTOR_BACKEND", "")
+    backend = config.env("VECTOR_BACKEND", "")
     if backend == "opensearch":
-        endpoint = _required_env("OPENSEARCH_ENDPOINT")
-        region = os.environ.get("AWS_REGION") or _required_env("AWS_DEFAULT_REGION")
-        service = os.environ.get("OPENSEARCH_SERVICE", "es")
-        index_name = os.environ.get("OPENSEARCH_INDEX", "knowledge-chunks")
-        return _opensearch_index(endpoint, region, service, index_name, dimension)
+        return _opensearch_index(
+            config.require("OPENSEARCH_ENDPOINT"),
+            config.region(),
+            config.env("OPENSEARCH_SERVICE", "es"),
+            config.env("OPENSEARCH_INDEX", "knowledge-chunks"),
+            dimension,
+        )
     if backend == "local":
         return _local_index(
-            str(Path(_required_env("LOCAL_DATA_DIR")) / "vectors.sqlite3"), dimension
+            str(Path(config.require("LOCAL_DATA_DIR")) / "vectors.sqlite3"), dimension
         )
-    raise ValueError(f"VECTOR_BACKEND must be 'opensearch' or 'local', got {backend!r}")
-
-
-def _required_env(name: str) -> str:
-    value = os.environ.get(name)
-    if not value:
-        raise ValueError(f"environment variable {name} is required by the vector index")
-    return value
+    raise config.ConfigurationError(
+        f"VECTOR_BACKEND must be 'opensearch' or 'local', got {backend!r}"
+    )
 
 
 @functools.cache

@@ -29,9 +29,15 @@ BATCH_SIZE = 10
 NO_CONTENT = "no content to index"
 
 
+_ensured: set[int] = set()
+
+
 def _index_for(embedder: Embedder) -> VectorIndex:
+    """The vector index for this embedder's vectors, created once per process if missing."""
     index = get_vector_index(embedder.dimension)
-    index.ensure_index()
+    if id(index) not in _ensured:
+        index.ensure_index()
+        _ensured.add(id(index))
     return index
 
 
