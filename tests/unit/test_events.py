@@ -39,7 +39,10 @@ TEMPLATE = Template.load(REPO_ROOT / "template.yaml")
 
 TASK_BY_QUEUE = {f"{task.resource_prefix}Queue": task.name for task in TASKS.values()}
 #: The state machine substitution a step function fills, and the input model of that step.
-STEP_INPUT_BY_SUBSTITUTION = {"ListPageFunctionArn": PageState, "ProcessBatchFunctionArn": BatchInput}
+STEP_INPUT_BY_SUBSTITUTION = {
+    "ListPageFunctionArn": PageState,
+    "ProcessBatchFunctionArn": BatchInput,
+}
 RUN_ID = re.compile(r"^run_[0-9a-f]{32}$")
 #: The client functions the HTTP routes end in; a route reaching one proves it resolved.
 CLIENT_CALLS = ("trigger", "list_runs", "retrieve", "cancel", "replay")
@@ -115,17 +118,24 @@ def test_every_function_has_an_event(function_dir):
     assert _events_for(function_dir), f"events/ has no {function_dir}*.json"
 
 
-def _sqs_cases() -> list[tuple[Path, str]]:
+def _cases(kind: str) -> list[tuple[Path, Any]]:
+    """(event file, trigger detail) of every event of the functions triggered by `kind`."""
     return [
-        (path, task)
+        (path, detail)
         for name in _function_dirs()
-        for kind, task in [_trigger_of(name)]
-        if kind == "sqs"
+        for found, detail in [_trigger_of(name)]
+        if found == kind
         for path in _events_for(name)
     ]
 
 
-@pytest.mark.parametrize(("event_file", "task"), _sqs_cases(), ids=lambda v: getattr(v, "name", v))
+def _case_id(value: Any) -> str:
+    if isinstance(value, Path):
+        return value.name
+    return value if isinstance(value, str) else getattr(value, "__name__", "")
+
+
+@pytest.mark.parametrize(("event_file", "task"), _cases("sqs"), ids=_case_id)
 def test_sqs_event_is_a_lambda_sqs_event_with_a_valid_payload(event_file, task):
     event = _load(event_file)
     SqsModel.model_validate(event)
@@ -149,27 +159,20 @@ def test_score_lead_has_an_envelope_and_a_plain_message():
     assert {"runId" in body for body in bodies} == {True, False}
 
 
-def _cases(kind: str) -> list[tuple[Path, Any]]:
-    return [
-        (path, detail)
-        for name in _function_dirs()
-        for found, detail in [_trigger_of(name)]
-        if found == kind
-        for path in _events_for(name)
-    ]
-
-
-@pytest.mark.parametrize(("event_file", "model"), _cases("step"), ids=lambda v: getattr(v, "name", ""))
+@pytest.mark.parametrize(("event_file", "model"), _cases("step"), ids=_case_id)
 def test_step_input_validates_as_the_steps_model(event_file, model):
     model.model_validate(_load(event_file))
 
 
-@pytest.mark.parametrize(("event_file", "trigger"), _cases("stream"), ids=lambda v: getattr(v, "name", ""))
+@pytest.mark.parametrize(("event_file", "trigger"), _cases("stream"), ids=_case_id)
 def test_stream_event_passes_the_filter_and_carries_the_tables_keys(event_file, trigger):
     table_logical_id, filter_criteria = trigger
     event = _load(event_file)
     DynamoDBStreamModel.model_validate(event)
-    key_names = {key["AttributeName"] for key in TEMPLATE.resources[table_logical_id]["Properties"]["KeySchema"]}
+    key_names = {
+        key["AttributeName"]
+        for key in TEMPLATE.resources[table_logical_id]["Properties"]["KeySchema"]
+    }
     patterns = [json.loads(f["Pattern"]) for f in (filter_criteria or {}).get("Filters", [])]
     for record in DynamoDBStreamEvent(event).records:
         assert all(record.raw_event["eventName"] in p["eventName"] for p in patterns)
@@ -196,18 +199,25 @@ def client_calls(monkeypatch) -> list[tuple[str, tuple, dict]]:
     return calls
 
 
-@pytest.mark.parametrize(("event_file", "version"), _cases("http"), ids=lambda v: getattr(v, "name", ""))
+@pytest.mark.parametrize(("event_file", "version"), _cases("http"), ids=_case_id)
 def test_http_event_resolves_a_route_of_the_api(event_file, version, client_calls):
     event = _load(event_file)
     assert event["version"] == version
     APIGatewayProxyEventV2Model.model_validate(event)
-    context = LambdaContext("trigger-api", "arn:aws:lambda:us-east-1:123456789012:function:x", 128, 29)
+    context = LambdaContext(
+        function_name="TriggerApiFunction",
+        invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:TriggerApiFunction",
+        memory_limit_in_mb=256,
+        timeout_seconds=29,
+    )
     try:
         response = api.app.resolve(event, context)
     except _RouteReached:
         [(name, args, kwargs)] = client_calls
+        request = APIGatewayProxyEventV2(event)
         if name == "trigger":
-            body = APIGatewayProxyEventV2(event).json_body
-            assert args == (event["rawPath"].split("/")[2], body["payload"])
+            assert args == (request.path.split("/")[2], request.json_body["payload"])
+        if name == "list_runs":
+            assert args == (request.query_string_parameters["workspaceId"],)
     else:
         assert response["statusCode"] < 400, response["body"]

@@ -89,10 +89,10 @@ def list_runs():
         raise InvalidInput("workspaceId is required")
     if caller is not None and workspace != caller:
         raise ForbiddenError("workspaceId must be the token's workspace")
-    try:
-        limit = min(int(params.get("limit", 50)), 500)
-    except ValueError:
-        raise InvalidInput("limit must be an integer") from None
+    limit_text = params.get("limit", "50")
+    if not limit_text.isdecimal() or int(limit_text) < 1:
+        raise InvalidInput("limit must be a positive integer")
+    limit = min(int(limit_text), 500)
     runs = client.list_runs(
         workspace,
         task=params.get("task"),
@@ -143,7 +143,12 @@ def _not_found(exc: NotFound):
 
 @app.exception_handler(ValueError)
 def _unknown(exc: ValueError):
-    """Unknown task names and statuses."""
-    return _json(
-        404 if "unknown task" in str(exc) else 400, {"error": "BadRequest", "message": str(exc)}
-    )
+    """Unknown task names (404) and other bad values (400)."""
+    if "unknown task" in str(exc):
+        return _json(404, {"error": "NotFound", "message": str(exc)})
+    return _json(400, {"error": "BadRequest", "message": str(exc)})
+
+
+@app.exception_handler(ForbiddenError)
+def _forbidden(exc: ForbiddenError):
+    return _json(403, {"error": "Forbidden", "message": exc.msg})
