@@ -185,6 +185,7 @@ class _RouteReached(Exception):
 
 @pytest.fixture
 def client_calls(monkeypatch) -> list[tuple[str, tuple, dict]]:
+    """Every client call the API makes is recorded and stops the request there."""
     calls: list[tuple[str, tuple, dict]] = []
 
     def recorder(name: str):
@@ -213,7 +214,7 @@ def test_http_event_resolves_a_route_of_the_api(event_file, version, client_call
     try:
         response = api.app.resolve(event, context)
     except _RouteReached:
-        [(name, args, kwargs)] = client_calls
+        [(name, args, _)] = client_calls
         request = APIGatewayProxyEventV2(event)
         if name == "trigger":
             assert args == (request.path.split("/")[2], request.json_body["payload"])

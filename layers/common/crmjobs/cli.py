@@ -190,8 +190,9 @@ def deployed_environment(
     paginator = cloudformation.get_paginator("list_stack_resources")
     for page in paginator.paginate(StackName=stack_name):
         for resource in page["StackResourceSummaries"]:
-            logical_id, physical_id = resource["LogicalResourceId"], resource.get(
-                "PhysicalResourceId"
+            logical_id, physical_id = (
+                resource["LogicalResourceId"],
+                resource.get("PhysicalResourceId"),
             )
             if not physical_id:
                 continue
@@ -245,26 +246,37 @@ def resolve_target(args: argparse.Namespace) -> Target:
     return deployed_target(args) if args.stack else dev_server_target(args.data_dir)
 
 
-def _reset_clients() -> None:
+def _model_classes(base: type) -> Iterator[type]:
+    for subclass in base.__subclasses__():
+        yield subclass
+        yield from _model_classes(subclass)
+
+
+def reset_clients() -> None:
+    """Forget every client made for another endpoint: boto3's, and PynamoDB's per-model
+    connections (PynamoDB reconnects only when a table name changes, and local stacks
+    reuse the same names)."""
+    from pynamodb.models import Model
+
     from crmjobs.local.stack import _reset_cached_clients
 
     _reset_cached_clients()
+    for model in _model_classes(Model):
+        model._connection = None
 
 
 @contextmanager
 def applied(target: Target) -> Iterator[Target]:
     """The target's environment in os.environ while the command runs (restored after)."""
     saved = dict(os.environ)
-    if target.dev_server is None:
-        os.environ.pop("AWS_ENDPOINT_URL", None)
     os.environ.update(target.environment)
-    _reset_clients()
+    reset_clients()
     try:
         yield target
     finally:
         os.environ.clear()
         os.environ.update(saved)
-        _reset_clients()
+        reset_clients()
 
 
 # --------------------------------------------------------------------------- output helpers
@@ -382,7 +394,11 @@ def cmd_dev(args: argparse.Namespace, console: Any) -> int:
         on_invoke=lambda function, outcome: _batch_line(console, function, outcome),
         on_fire=lambda record: _fire_line(console, record),
     )
-    previous_handler = signal.signal(signal.SIGTERM, _raise_interrupt)
+    # Explicit handlers: a background process may have inherited an ignored SIGINT.
+    previous_handlers = {
+        number: signal.signal(number, _raise_interrupt)
+        for number in (signal.SIGINT, signal.SIGTERM)
+    }
     endpoint_path: Path | None = None
     try:
         with console.status("provisioning template.yaml into moto"):
@@ -411,7 +427,8 @@ def cmd_dev(args: argparse.Namespace, console: Any) -> int:
     except (KeyboardInterrupt, _Interrupted):
         console.print("stopping")
     finally:
-        signal.signal(signal.SIGTERM, previous_handler)
+        for number, handler in previous_handlers.items():
+            signal.signal(number, handler)
         if endpoint_path is not None:
             endpoint_path.unlink(missing_ok=True)
         stack.stop()

@@ -20,8 +20,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-DEMO_WORKSPACE = "acme-robotics"
-OTHER_WORKSPACE = "globex-logistics"
+DEMO_WORKSPACE = "ws-demo"
+OTHER_WORKSPACE = "ws-globex"
 SEARCH_QUERY = "how much does it cost"
 RUN_TIMEOUT_SECONDS = 180
 SCORE_BUCKETS = ((0, 19), (20, 39), (40, 59), (60, 79), (80, 100))
@@ -85,7 +85,7 @@ OTHER_TITLES = (
 )
 
 ACME_DOCUMENTS = {
-    "kb-product": (
+    "doc-product": (
         "Product overview: the Acme R-series cobots",
         "The Acme R-series are collaborative robot arms for small and mid-sized factories. "
         "The R5 lifts up to 5 kg with a reach of 850 mm, the R12 lifts 12 kg with a reach of "
@@ -99,7 +99,7 @@ ACME_DOCUMENTS = {
         "which compares shifts and lines and flags a drop in throughput before it becomes a "
         "missed delivery.",
     ),
-    "kb-pricing": (
+    "doc-pricing": (
         "Pricing and plans",
         "Acme robots are sold as a subscription. The R5 costs $1,450 per month and the R12 "
         "costs $2,100 per month on a 36-month plan; both prices include the arm, the "
@@ -112,7 +112,7 @@ ACME_DOCUMENTS = {
         "plus an optional service contract of 12% of the list price per year. Volume pricing "
         "starts at five robots; ask your account executive for a quote.",
     ),
-    "kb-onboarding": (
+    "doc-onboarding": (
         "Onboarding guide",
         "Onboarding starts with a remote kickoff call in which an Acme application engineer "
         "reviews the parts, cycle times and floor plan. Within two weeks the engineer visits "
@@ -125,7 +125,7 @@ ACME_DOCUMENTS = {
         "the next task. Most customers run their first robot unattended on night shifts "
         "within six weeks.",
     ),
-    "kb-security": (
+    "doc-security": (
         "Security and compliance",
         "Robots connect to the Acme Cloud over outbound TLS 1.3 only; no inbound ports are "
         "opened in the factory network. Each controller has its own certificate, rotated "
@@ -137,7 +137,7 @@ ACME_DOCUMENTS = {
         "role-based permissions, audit logs of every program change, and a data processing "
         "agreement that meets GDPR.",
     ),
-    "kb-support": (
+    "doc-support": (
         "Support and maintenance SLA",
         "Standard support answers by email and phone on business days within four hours. "
         "Premium support adds a 24/7 hotline with a one-hour response for production "
@@ -146,7 +146,7 @@ ACME_DOCUMENTS = {
         "preventive maintenance check every 5,000 operating hours, scheduled from the "
         "Acme Cloud so it never interrupts a busy week.",
     ),
-    "kb-integrations": (
+    "doc-integrations": (
         "Integrations: PLCs, MES and ERP",
         "Acme controllers speak Modbus TCP, PROFINET and EtherNet/IP, so a robot can be "
         "started, stopped and told which recipe to run from an existing PLC. OPC UA exposes "
@@ -156,7 +156,7 @@ ACME_DOCUMENTS = {
     ),
 }
 GLOBEX_DOCUMENTS = {
-    "kb-rates": (
+    "doc-rates": (
         "Globex freight rate card",
         "Globex charges $2.10 per kilometre for a full truckload and $0.35 per kilogram for "
         "less-than-truckload shipments, with a minimum charge of $180. Fuel surcharges are "
@@ -371,9 +371,7 @@ def _scenario(console: Any, stack: Any, prospects: int, result: DemoResult) -> N
         seed_workspace(
             DEMO_WORKSPACE, "Acme Robotics", "professional", prospects, ACME_DOCUMENTS, rng
         )
-        seed_workspace(
-            OTHER_WORKSPACE, "Globex Logistics", "starter", 12, GLOBEX_DOCUMENTS, rng
-        )
+        seed_workspace(OTHER_WORKSPACE, "Globex Logistics", "starter", 12, GLOBEX_DOCUMENTS, rng)
     console.print(
         f"Acme Robotics ({DEMO_WORKSPACE}, professional): {prospects} prospects, "
         f"{len(ACME_DOCUMENTS)} documents; Globex Logistics ({OTHER_WORKSPACE}, starter): "
@@ -395,9 +393,7 @@ def _scenario(console: Any, stack: Any, prospects: int, result: DemoResult) -> N
 
     _step(console, "bulk-score-leads: the whole workspace, through the state machine")
     run = client.trigger("bulk-score-leads", {"workspaceId": DEMO_WORKSPACE}, tags=["demo"])
-    view = await_run(
-        console, "bulk-score-leads", run.id, count=_scored_count(DEMO_WORKSPACE)
-    )
+    view = await_run(console, "bulk-score-leads", run.id, count=_scored_count(DEMO_WORKSPACE))
     console.print(f"  {_brief(view)}")
 
     _step(console, "scheduled-lead-scoring: the nightly schedule, fired twice")

@@ -1,0 +1,263 @@
+"""What the local task runtime costs per run: one score-lead run three ways, interleaved.
+
+- service: ``score_and_store`` on a prospect already read (the work itself: one write);
+- handler: the score-lead Lambda handler called with a prebuilt one-record SQS event (a
+  plain payload, as any producer sends: the handler records the run, takes a concurrency
+  slot, runs the service under idempotency and completes the run in the ledger);
+- runtime: ``client.trigger`` (ledger + SQS send), then one poll of the queue's event
+  source (receive, handler, delete).
+
+The runtime series runs with the event source's batching window set to 0 s, to measure
+the runtime's own work; the template's 1 s window (Lambda's MaximumBatchingWindowInSeconds,
+which holds a lone message while it waits for more) is shown apart. moto runs in-process:
+an AWS request here costs moto's Python work, not a network round trip.
+
+Run: python bench/local_runtime.py [--runs 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import botocore.client
+
+from crmjobs import client, ledger
+from crmjobs.local.event_sources import sqs_event
+from crmjobs.local.stack import LocalStack
+from crmjobs.models import Prospect, Workspace
+from crmjobs.services.scoring import score_and_store
+
+WORKSPACE = "ws-bench-runtime"
+TASK = "score-lead"
+HANDLER_FUNCTION = "ScoreLeadFunction"
+WARM_UP_ROUNDS = 3
+WINDOWED_RUNS = 5
+MODES = ("service", "handler", "runtime")
+
+
+@contextmanager
+def counting_aws_requests() -> Iterator[Counter[str]]:
+    """Count every AWS API call made in this process (any thread), as "service:Operation"."""
+    counts: Counter[str] = Counter()
+    lock = threading.Lock()
+    original = botocore.client.BaseClient._make_api_call
+
+    def counted(self, operation_name, api_params):
+        with lock:
+            counts[f"{self.meta.service_model.service_name}:{operation_name}"] += 1
+        return original(self, operation_name, api_params)
+
+    botocore.client.BaseClient._make_api_call = counted
+    try:
+        yield counts
+    finally:
+        botocore.client.BaseClient._make_api_call = original
+
+
+def by_service(counts: Counter[str]) -> Counter[str]:
+    totals: Counter[str] = Counter()
+    for key, count in counts.items():
+        totals[key.split(":", 1)[0]] += count
+    return totals
+
+
+def seed_prospects(prefix: str, count: int) -> list[str]:
+    """Unscored prospects, so every run writes a score (the same work in every mode)."""
+    ids = [f"{prefix}-{n:04d}" for n in range(count)]
+    with Prospect.batch_write() as batch:
+        for n, prospect_id in enumerate(ids):
+            batch.save(
+                Prospect(
+                    workspace_id=WORKSPACE,
+                    id=prospect_id,
+                    name=f"Prospect {n}",
+                    email=f"p{n}@acme.com",
+                    company="Acme",
+                    title="VP of Sales",
+                    stage="qualified",
+                    estimated_value=50_000,
+                )
+            )
+    return ids
+
+
+def plain_message_event(prospect_id: str, queue_arn: str) -> tuple[dict, str]:
+    """A one-record SQS event as Lambda builds it, and the run id the runtime gives it."""
+    body = json.dumps({"workspaceId": WORKSPACE, "prospectId": prospect_id})
+    message_id = str(uuid.uuid4())
+    message = {
+        "MessageId": message_id,
+        "ReceiptHandle": f"bench-{message_id}",
+        "Body": body,
+        "MD5OfBody": hashlib.md5(body.encode()).hexdigest(),
+        "Attributes": {
+            "ApproximateReceiveCount": "1",
+            "SentTimestamp": str(int(time.time() * 1000)),
+            "SenderId": "AIDABENCH",
+            "ApproximateFirstReceiveTimestamp": str(int(time.time() * 1000)),
+        },
+    }
+    return sqs_event([message], queue_arn), ledger.run_id_for_message(TASK, message_id)
+
+
+class Runner:
+    """One score-lead run in each mode, each on its own prospect; returns run ids to check."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        self.stack = stack
+        self.source = stack.source_for_task(TASK)
+
+    def service(self, prospect_id: str) -> tuple[float, str | None]:
+        prospect = Prospect.get(WORKSPACE, prospect_id, consistent_read=True)
+        started = time.perf_counter()
+        outcome = score_and_store(prospect, datetime.now(UTC))
+        elapsed = time.perf_counter() - started
+        if not outcome.changed:
+            raise SystemExit(f"service run on {prospect_id} wrote nothing")
+        return elapsed, None
+
+    def handler(self, prospect_id: str) -> tuple[float, str | None]:
+        event, run_id = plain_message_event(prospect_id, self.source.queue_arn)
+        started = time.perf_counter()
+        response = self.stack.invoke(HANDLER_FUNCTION, event)
+        elapsed = time.perf_counter() - started
+        if response.get("batchItemFailures"):
+            raise SystemExit(f"handler run on {prospect_id} failed: {response}")
+        return elapsed, run_id
+
+    def runtime(self, prospect_id: str) -> tuple[float, str | None]:
+        started = time.perf_counter()
+        run = client.trigger(TASK, {"workspaceId": WORKSPACE, "prospectId": prospect_id})
+        outcome = self.source.poll_once()
+        elapsed = time.perf_counter() - started
+        if outcome is None or not outcome.succeeded:
+            raise SystemExit(f"runtime run on {prospect_id}: {outcome}")
+        return elapsed, run.id
+
+
+def check_completed(run_ids: list[str]) -> None:
+    for run_id in run_ids:
+        view = client.retrieve(run_id)
+        if view.status != "COMPLETED":
+            raise SystemExit(f"run {run_id} is {view.status}: {view.error}")
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def measure_interleaved(
+    runner: Runner, prospects: dict[str, list[str]], rounds: int
+) -> tuple[dict[str, list[float]], dict[str, Counter[str]]]:
+    """Round i runs each mode once, so load changes on the machine hit all three alike."""
+    modes: dict[str, Callable[[str], tuple[float, str | None]]] = {
+        mode: getattr(runner, mode) for mode in MODES
+    }
+    timings: dict[str, list[float]] = {mode: [] for mode in MODES}
+    requests: dict[str, Counter[str]] = {mode: Counter() for mode in MODES}
+    run_ids: list[str] = []
+    for round_index in range(rounds):
+        for mode, run_one in modes.items():
+            with counting_aws_requests() as counts:
+                elapsed, run_id = run_one(prospects[mode][round_index])
+            timings[mode].append(elapsed * 1000)
+            requests[mode].update(counts)
+            if run_id is not None:
+                run_ids.append(run_id)
+    check_completed(run_ids)
+    return timings, requests
+
+
+def windowed_runtime_runs(runner: Runner, prospect_ids: list[str]) -> list[float]:
+    """Lone runs through the event source with the template's batching window."""
+    timings, run_ids = [], []
+    for prospect_id in prospect_ids:
+        elapsed, run_id = runner.runtime(prospect_id)
+        timings.append(elapsed * 1000)
+        run_ids.append(run_id)
+    check_completed(run_ids)
+    return timings
+
+
+def report(
+    timings: dict[str, list[float]], requests: dict[str, Counter[str]], rounds: int
+) -> None:
+    print(f"\nper-run milliseconds, {rounds} interleaved rounds (runtime = trigger + poll)")
+    print(f"{'run':>4} {'service':>9} {'handler':>9} {'runtime':>9}")
+    for index in range(rounds):
+        row = " ".join(f"{timings[mode][index]:9.2f}" for mode in MODES)
+        print(f"{index + 1:>4} {row}")
+    print(f"\n{'':>8} {'service':>9} {'handler':>9} {'runtime':>9}")
+    summaries = {
+        "median": statistics.median,
+        "mean": statistics.fmean,
+        "p95": lambda samples: percentile(samples, 0.95),
+        "min": min,
+        "max": max,
+    }
+    for label, summary in summaries.items():
+        row = " ".join(f"{summary(timings[mode]):9.2f}" for mode in MODES)
+        print(f"{label:>8} {row}")
+    medians = {mode: statistics.median(timings[mode]) for mode in MODES}
+    print("\nratios of medians:")
+    print(f"  handler / service: {medians['handler'] / medians['service']:.1f}x")
+    print(f"  runtime / service: {medians['runtime'] / medians['service']:.1f}x")
+    print(f"  runtime / handler: {medians['runtime'] / medians['handler']:.1f}x")
+    print("\nAWS requests per run (moto, in-process):")
+    for mode in MODES:
+        services = by_service(requests[mode])
+        detail = ", ".join(
+            f"{name} {count / rounds:.1f}" for name, count in sorted(services.items())
+        )
+        operations = ", ".join(
+            f"{key} {count / rounds:.1f}" for key, count in sorted(requests[mode].items())
+        )
+        print(f"  {mode:>8}: {sum(services.values()) / rounds:.1f} ({detail})")
+        print(f"            {operations}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=100)
+    args = parser.parse_args()
+    rounds = args.runs
+    with (
+        tempfile.TemporaryDirectory() as data,
+        LocalStack(data_dir=Path(data), in_process=True) as stack,
+    ):
+        Workspace(id=WORKSPACE, name="Bench", subscription_tier="enterprise").save()
+        prospects = {mode: seed_prospects(mode, rounds) for mode in MODES}
+        warm_up = {mode: seed_prospects(f"warm-{mode}", WARM_UP_ROUNDS) for mode in MODES}
+        windowed = seed_prospects("windowed", WINDOWED_RUNS)
+        runner = Runner(stack)
+        configured_window = runner.source.batching_window_s
+        runner.source.batching_window_s = 0
+        try:
+            measure_interleaved(runner, warm_up, WARM_UP_ROUNDS)
+            timings, requests = measure_interleaved(runner, prospects, rounds)
+        finally:
+            runner.source.batching_window_s = configured_window
+        lone = windowed_runtime_runs(runner, windowed)
+        report(timings, requests, rounds)
+        print(
+            f"\nlone run through the runtime with the template's {configured_window:g} s batching"
+            f" window: median {statistics.median(lone):.0f} ms over {len(lone)} runs"
+            f" ({', '.join(f'{ms:.0f}' for ms in lone)})"
+        )
+
+
+if __name__ == "__main__":
+    main()
