@@ -1,6 +1,7 @@
 """What the local task runtime costs per run: one score-lead run three ways, interleaved.
 
-- service: ``score_and_store`` on a prospect already read (the work itself: one write);
+- service: ``score_and_store`` on a prospect read beforehand, untimed (the work itself:
+  one conditional write);
 - handler: the score-lead Lambda handler called with a prebuilt one-record SQS event (a
   plain payload, as any producer sends: the handler records the run, takes a concurrency
   slot, runs the service under idempotency and completes the run in the ledger);
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import statistics
 import tempfile
 import threading
@@ -27,9 +29,10 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import botocore.client
 
@@ -113,38 +116,50 @@ def plain_message_event(prospect_id: str, queue_arn: str) -> tuple[dict, str]:
 
 
 class Runner:
-    """One score-lead run in each mode, each on its own prospect; returns run ids to check."""
+    """One score-lead run per mode, each on its own prospect. `prepare_<mode>` does the
+    untimed setup; `<mode>` is the measured part and returns the run id to check, if any."""
 
     def __init__(self, stack: LocalStack) -> None:
         self.stack = stack
         self.source = stack.source_for_task(TASK)
 
-    def service(self, prospect_id: str) -> tuple[float, str | None]:
-        prospect = Prospect.get(WORKSPACE, prospect_id, consistent_read=True)
-        started = time.perf_counter()
-        outcome = score_and_store(prospect, datetime.now(UTC))
-        elapsed = time.perf_counter() - started
-        if not outcome.changed:
-            raise SystemExit(f"service run on {prospect_id} wrote nothing")
-        return elapsed, None
+    def prepare_service(self, prospect_id: str) -> Prospect:
+        return Prospect.get(WORKSPACE, prospect_id, consistent_read=True)
 
-    def handler(self, prospect_id: str) -> tuple[float, str | None]:
-        event, run_id = plain_message_event(prospect_id, self.source.queue_arn)
-        started = time.perf_counter()
+    def service(self, prospect: Prospect) -> str | None:
+        if not score_and_store(prospect, datetime.now(UTC)).changed:
+            raise SystemExit(f"service run on {prospect.id} wrote nothing")
+        return None
+
+    def prepare_handler(self, prospect_id: str) -> tuple[dict, str]:
+        return plain_message_event(prospect_id, self.source.queue_arn)
+
+    def handler(self, prepared: tuple[dict, str]) -> str | None:
+        event, run_id = prepared
         response = self.stack.invoke(HANDLER_FUNCTION, event)
-        elapsed = time.perf_counter() - started
         if response.get("batchItemFailures"):
-            raise SystemExit(f"handler run on {prospect_id} failed: {response}")
-        return elapsed, run_id
+            raise SystemExit(f"handler run {run_id} failed: {response}")
+        return run_id
 
-    def runtime(self, prospect_id: str) -> tuple[float, str | None]:
-        started = time.perf_counter()
+    def prepare_runtime(self, prospect_id: str) -> str:
+        return prospect_id
+
+    def runtime(self, prospect_id: str) -> str | None:
         run = client.trigger(TASK, {"workspaceId": WORKSPACE, "prospectId": prospect_id})
         outcome = self.source.poll_once()
-        elapsed = time.perf_counter() - started
         if outcome is None or not outcome.succeeded:
-            raise SystemExit(f"runtime run on {prospect_id}: {outcome}")
-        return elapsed, run.id
+            raise SystemExit(f"runtime run {run.id}: {outcome}")
+        return run.id
+
+    def timed(self, mode: str, prospect_id: str) -> tuple[float, str | None, Counter[str]]:
+        """(milliseconds, run id, AWS requests) of one measured run."""
+        prepared = getattr(self, f"prepare_{mode}")(prospect_id)
+        run_one: Callable[[Any], str | None] = getattr(self, mode)
+        with counting_aws_requests() as counts:
+            started = time.perf_counter()
+            run_id = run_one(prepared)
+            elapsed = time.perf_counter() - started
+        return elapsed * 1000, run_id, counts
 
 
 def check_completed(run_ids: list[str]) -> None:
@@ -163,20 +178,18 @@ def measure_interleaved(
     runner: Runner, prospects: dict[str, list[str]], rounds: int
 ) -> tuple[dict[str, list[float]], dict[str, Counter[str]]]:
     """Round i runs each mode once, so load changes on the machine hit all three alike."""
-    modes: dict[str, Callable[[str], tuple[float, str | None]]] = {
-        mode: getattr(runner, mode) for mode in MODES
-    }
     timings: dict[str, list[float]] = {mode: [] for mode in MODES}
     requests: dict[str, Counter[str]] = {mode: Counter() for mode in MODES}
     run_ids: list[str] = []
-    for round_index in range(rounds):
-        for mode, run_one in modes.items():
-            with counting_aws_requests() as counts:
-                elapsed, run_id = run_one(prospects[mode][round_index])
-            timings[mode].append(elapsed * 1000)
-            requests[mode].update(counts)
-            if run_id is not None:
-                run_ids.append(run_id)
+    # The handler's CloudWatch metrics (EMF) still print, to nowhere instead of the report.
+    with open(os.devnull, "w") as discard, redirect_stdout(discard):
+        for round_index in range(rounds):
+            for mode in MODES:
+                elapsed, run_id, counts = runner.timed(mode, prospects[mode][round_index])
+                timings[mode].append(elapsed)
+                requests[mode].update(counts)
+                if run_id is not None:
+                    run_ids.append(run_id)
     check_completed(run_ids)
     return timings, requests
 
@@ -184,17 +197,16 @@ def measure_interleaved(
 def windowed_runtime_runs(runner: Runner, prospect_ids: list[str]) -> list[float]:
     """Lone runs through the event source with the template's batching window."""
     timings, run_ids = [], []
-    for prospect_id in prospect_ids:
-        elapsed, run_id = runner.runtime(prospect_id)
-        timings.append(elapsed * 1000)
-        run_ids.append(run_id)
+    with open(os.devnull, "w") as discard, redirect_stdout(discard):
+        for prospect_id in prospect_ids:
+            elapsed, run_id, _ = runner.timed("runtime", prospect_id)
+            timings.append(elapsed)
+            run_ids.append(run_id)
     check_completed(run_ids)
     return timings
 
 
-def report(
-    timings: dict[str, list[float]], requests: dict[str, Counter[str]], rounds: int
-) -> None:
+def report(timings: dict[str, list[float]], requests: dict[str, Counter[str]], rounds: int) -> None:
     print(f"\nper-run milliseconds, {rounds} interleaved rounds (runtime = trigger + poll)")
     print(f"{'run':>4} {'service':>9} {'handler':>9} {'runtime':>9}")
     for index in range(rounds):

@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from crmjobs import client
-from crmjobs.local.schedules import format_scheduled_time
 from crmjobs.models import Prospect, Workspace
 from crmjobs.services import scoring
 
@@ -84,16 +83,17 @@ def test_nightly_job_fired_twice_starts_one_bulk_run_per_workspace(stack, worksp
     inactive = Workspace(id=f"{workspace.id}-closed", name="Closed", is_active=False)
     inactive.save()
     schedule = stack.resources.schedules["ScheduledLeadScoringSchedule"]
-    assert schedule.expression == "cron(0 2 * * ? *)"
-    fired_at = datetime(2026, 11, 29, 2, 0, tzinfo=UTC)
+    assert (schedule.expression, schedule.timezone) == ("cron(0 2 * * ? *)", "UTC")
     for _ in range(2):
-        client.trigger("scheduled-lead-scoring", {"scheduledTime": format_scheduled_time(fired_at)})
+        stack.scheduler.fire_now(schedule.name, schedule.group_name)
         stack.source_for_task("scheduled-lead-scoring").poll_once()
-    nightly = client.list_runs("_system", task="scheduled-lead-scoring")
-    assert [run.status for run in nightly[:2]] == ["COMPLETED", "COMPLETED"]
+    nightly = client.list_runs("_system", task="scheduled-lead-scoring", limit=2)
+    assert [run.status for run in nightly] == ["COMPLETED", "COMPLETED"]
+    assert all(run.source == "sqs" for run in nightly)
     first, second = nightly[1].output, nightly[0].output
-    assert first["date"] == second["date"] == "2026-11-29"
+    assert first["date"] == second["date"]
+    assert first["started"] == first["workspaces"] >= 1
     assert second["started"] == 0 and second["alreadyStarted"] == first["workspaces"]
     bulk = client.list_runs(workspace.id, task="bulk-score-leads")
-    assert len(bulk) == 1 and "day:2026-11-29" in bulk[0].tags
+    assert len(bulk) == 1 and f"day:{first['date']}" in bulk[0].tags
     assert client.list_runs(inactive.id) == []

@@ -677,13 +677,22 @@ def cmd_fire(args: argparse.Namespace, console: Any) -> int:
     return 0
 
 
+def _names_function(
+    name: str, logical_id: str, function_name: str, arn: str, handler_file: str
+) -> bool:
+    """A function is named by its logical id, name, ARN or folder (functions/score_lead)."""
+    return name in (logical_id, function_name, arn, Path(handler_file).parent.name)
+
+
 def _invoke_on_dev_server(target: Target, name: str, event: Any) -> Any:
     from crmjobs import config
     from crmjobs.local.context import LambdaContext, load_handler
 
     assert target.dev_server is not None
     for logical_id, function in target.dev_server["functions"].items():
-        if name in (logical_id, function["name"], function["arn"]):
+        if _names_function(
+            name, logical_id, function["name"], function["arn"], function["handlerFile"]
+        ):
             break
     else:
         raise CliError(f"no function {name!r} in the dev server's stack")
@@ -714,11 +723,21 @@ def cmd_invoke(args: argparse.Namespace, console: Any) -> int:
         os.environ.update(QUIET_SETTINGS)
         with tempfile.TemporaryDirectory(prefix="crmjobs-invoke-") as data_dir:
             with LocalStack(args.template, data_dir=Path(data_dir), in_process=True) as stack:
-                try:
-                    stack.function(args.function)
-                except KeyError as error:
-                    raise CliError(str(error.args[0])) from None
-                result = stack.invoke(args.function, event)
+                assert stack.resources is not None
+                matching = [
+                    function.logical_id
+                    for function in stack.resources.functions.values()
+                    if _names_function(
+                        args.function,
+                        function.logical_id,
+                        function.name,
+                        function.arn,
+                        str(function.handler_file),
+                    )
+                ]
+                if not matching:
+                    raise CliError(f"no function {args.function!r} in {args.template}")
+                result = stack.invoke(matching[0], event)
     sys.stdout.write(json.dumps(result, indent=2, default=str) + "\n")
     return 0
 
@@ -822,7 +841,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     invoke = commands.add_parser("invoke", help="invoke a function once (no Docker)")
     _add_local_options(invoke)
-    invoke.add_argument("function", metavar="FUNCTION", help="logical id or function name")
+    invoke.add_argument(
+        "function", metavar="FUNCTION", help="logical id, function name or folder (score_lead)"
+    )
     invoke.add_argument("--event", required=True, type=Path, help="the event JSON file")
     invoke.set_defaults(run=cmd_invoke)
 

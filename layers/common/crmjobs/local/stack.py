@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +19,7 @@ from crmjobs import config
 from crmjobs.adapters import aws
 from crmjobs.local.context import LambdaContext, load_handler
 from crmjobs.local.event_sources import BatchOutcome, SqsEventSource
+from crmjobs.local.outbox import Outbox, verify_sender
 from crmjobs.local.provision import LocalFunction, LocalResources, provision
 from crmjobs.local.schedules import FireRecord, LocalScheduler
 from crmjobs.local.sfn_bridge import LambdaBridge
@@ -28,6 +30,8 @@ from crmjobs.local.template import SqsEventSource as SqsEventConfig
 PROJECT_ROOT = Path(__file__).resolve().parents[4]
 DEFAULT_TEMPLATE = PROJECT_ROOT / "template.yaml"
 DEFAULT_DATA_DIR = Path(".crmjobs")
+#: The local sender domain, verified at start so every address of it can send.
+LOCAL_MAIL_DOMAIN = "crmjobs.local"
 MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
 #: Locally, the embedded backends replace Bedrock and OpenSearch (chosen by configuration).
 LOCAL_SETTINGS = {
@@ -71,6 +75,7 @@ class LocalStack:
         self.on_invoke = on_invoke
         self.on_fire = on_fire
         self.settings = {**LOCAL_SETTINGS, "LOCAL_DATA_DIR": str(self.data_dir)}
+        self.outbox = Outbox(self.data_dir / "outbox")
         self.resources: LocalResources | None = None
         self.endpoint_url: str | None = None
         self.sources: dict[str, SqsEventSource] = {}
@@ -81,6 +86,8 @@ class LocalStack:
         self._mock: Any = None
         self._bridge: LambdaBridge | None = None
         self._serving = False
+        self._outbox_stop = threading.Event()
+        self._outbox_thread: threading.Thread | None = None
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -105,6 +112,7 @@ class LocalStack:
         self.scheduler = LocalScheduler(
             aws.client("scheduler"), aws.client("sqs"), on_fire=self.on_fire
         )
+        verify_sender(aws.client("ses"), aws.client("sesv2"), LOCAL_MAIL_DOMAIN)
         return self
 
     def _start_moto(self) -> None:
@@ -234,7 +242,15 @@ class LocalStack:
             stream.start()
         assert self.scheduler is not None
         self.scheduler.start()
+        self._outbox_stop.clear()
+        self._outbox_thread = threading.Thread(target=self._sync_outbox, daemon=True)
+        self._outbox_thread.start()
         self._serving = True
+
+    def _sync_outbox(self) -> None:
+        """Write every sent message to the outbox folder as an .eml file, once a second."""
+        while not self._outbox_stop.wait(1.0):
+            self.outbox.sync()
 
     def stop_serving(self) -> None:
         if not self._serving:
@@ -245,6 +261,10 @@ class LocalStack:
             stream.stop()
         if self.scheduler is not None:
             self.scheduler.stop()
+        self._outbox_stop.set()
+        if self._outbox_thread is not None:
+            self._outbox_thread.join(timeout=5)
+        self.outbox.sync()
         self._serving = False
 
     @contextmanager
