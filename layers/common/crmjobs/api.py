@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from crmjobs import client, config
 from crmjobs.errors import InvalidInput, NotFound
 from crmjobs.schemas import payload_schema
-from crmjobs.tasks import TASKS, get_task
+from crmjobs.tasks import TASKS, UnknownTask, get_task
 
 app = APIGatewayHttpResolver()
 
@@ -141,12 +141,9 @@ def _not_found(exc: NotFound):
     return _json(404, {"error": "NotFound", "message": str(exc)})
 
 
-@app.exception_handler(ValueError)
-def _unknown(exc: ValueError):
-    """Unknown task names (404) and other bad values (400)."""
-    if "unknown task" in str(exc):
-        return _json(404, {"error": "NotFound", "message": str(exc)})
-    return _json(400, {"error": "BadRequest", "message": str(exc)})
+@app.exception_handler(UnknownTask)
+def _unknown_task(exc: UnknownTask):
+    return _json(404, {"error": "NotFound", "message": str(exc)})
 
 
 @app.exception_handler(ForbiddenError)

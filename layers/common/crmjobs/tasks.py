@@ -54,8 +54,12 @@ TASKS: dict[str, TaskSpec] = {
 }
 
 
+class UnknownTask(ValueError):
+    """No task has this name."""
+
+
 def get_task(name: str) -> TaskSpec:
     try:
         return TASKS[name]
     except KeyError:
-        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}") from None
+        raise UnknownTask(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}") from None
