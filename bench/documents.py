@@ -7,6 +7,10 @@ HTTP requests the OpenSearch adapter would send for the same documents (over the
 recording connection of tests/unit/test_vector_index.py); (d) search_knowledge latency
 at --chunks chunks in one workspace, and in a two-workspace index.
 
+The embedder's matrix products run on numpy's BLAS, which uses every core unless
+OPENBLAS_NUM_THREADS says otherwise; on a machine busy with other work, one thread can be
+much faster (the setting in force is printed).
+
 Run: python bench/documents.py [--documents 40] [--chunks 10000]
 """
 
@@ -527,6 +531,8 @@ def main() -> None:
         help="chunk texts embedded for the search index; the rest reuse them",
     )
     args = parser.parse_args()
+    threads = os.environ.get("OPENBLAS_NUM_THREADS", "unset, so one per core")
+    print(f"cores: {os.cpu_count()}, OPENBLAS_NUM_THREADS: {threads}")
     measure_chunking(args.chunks)
     measure_indexing(args.documents)
     measure_search(args.chunks, args.distinct_texts)

@@ -233,3 +233,27 @@ def test_run_over_the_workspace_limit_waits_for_a_slot(stack, workspace):
     while client.retrieve(run.id).status != "COMPLETED" and time.monotonic() < deadline:
         _drain(stack, "score-lead")
     assert client.retrieve(run.id).status == "COMPLETED"
+
+
+def test_long_delayed_run_executes_when_its_schedule_fires(stack, workspace):
+    from datetime import UTC, datetime, timedelta
+
+    from crmjobs.local.schedules import LocalScheduler
+
+    _prospect(workspace.id)
+    run = client.trigger(
+        "score-lead", {"workspaceId": workspace.id, "prospectId": "p-1"}, delay=timedelta(hours=2)
+    )
+    scheduler = aws_client("scheduler")
+    later = LocalScheduler(
+        scheduler,
+        aws_client("sqs"),
+        clock=lambda: datetime.now(UTC) + timedelta(hours=2, minutes=1),
+    )
+    fired = [record for record in later.tick() if record.schedule_name == f"run-{run.id}"]
+    assert len(fired) == 1
+    _drain(stack, "score-lead")
+    assert client.retrieve(run.id).status == "COMPLETED"
+    group = stack.resources.environment()["SCHEDULE_GROUP_NAME"]
+    names = [s["Name"] for s in scheduler.list_schedules(GroupName=group)["Schedules"]]
+    assert f"run-{run.id}" not in names  # at() schedules delete themselves after firing

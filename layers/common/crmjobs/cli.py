@@ -720,6 +720,9 @@ def cmd_invoke(args: argparse.Namespace, console: Any) -> int:
     if target is not None:
         result = _invoke_on_dev_server(target, args.function, event)
     else:
+        # In-process moto serves only the default endpoints: an ambient one would misdirect.
+        for name in [name for name in os.environ if name.startswith("AWS_ENDPOINT_URL")]:
+            del os.environ[name]
         os.environ.update(QUIET_SETTINGS)
         with tempfile.TemporaryDirectory(prefix="crmjobs-invoke-") as data_dir:
             with LocalStack(args.template, data_dir=Path(data_dir), in_process=True) as stack:

@@ -529,6 +529,11 @@ class LocalScheduler:
             earliest_kept = now - parsed.interval * self._max_catch_up
             if cursor < earliest_kept:
                 cursor = parsed.next_after(earliest_kept, zone, anchor) - _TICK
+        elif isinstance(parsed, AtExpression):
+            # A one-time schedule fires even when its time passed before it was first seen
+            # (a delayed run must not be lost to a pause of the local runtime).
+            created = schedule.get("CreationDate") or self._first_seen[arn]
+            cursor = self._last_fired.get(arn, min(created, self._first_seen[arn]) - _TICK)
         else:
             cursor = self._last_fired.get(arn, self._first_seen[arn])
             if start_date and start_date > cursor:
