@@ -5,40 +5,21 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import socket
 import threading
 import time
 import uuid
 
-import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from crmjobs.local.event_sources import SqsEventSource
 
 REGION = "us-east-1"
 
 
-@pytest.fixture(scope="module")
-def endpoint():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
-
-
 @pytest.fixture
-def sqs(endpoint):
-    return boto3.client(
-        "sqs",
-        endpoint_url=endpoint,
-        region_name=REGION,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+def sqs(moto_clients):
+    (client,) = moto_clients("sqs")
+    return client
 
 
 def make_queue(sqs, *, visibility_s: int = 1, redrive_to: str | None = None, receives: int = 2):

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import email
 import email.policy
-import socket
-import urllib.request
 from email.utils import parsedate_to_datetime
 
-import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from crmjobs.local.outbox import Outbox, sent_mail_in_process, verify_sender
 
@@ -22,28 +18,10 @@ HTML = (
 )
 
 
-@pytest.fixture(scope="module")
-def endpoint():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
-
-
 @pytest.fixture
-def clients(endpoint):
+def clients(moto_clients):
     """SES v1 and v2 clients on a freshly reset moto with example.com verified."""
-    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"))
-    options = dict(
-        endpoint_url=endpoint,
-        region_name=REGION,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    ses, sesv2 = boto3.client("ses", **options), boto3.client("sesv2", **options)
+    ses, sesv2 = moto_clients("ses", "sesv2")
     verify_sender(ses, sesv2, "example.com")
     return ses, sesv2
 

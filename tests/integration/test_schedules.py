@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
-import urllib.request
 from datetime import UTC, datetime, timedelta
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
-from moto.server import ThreadedMotoServer
 
 from crmjobs.local.schedules import LocalScheduler, UndeliverableTargetError
 
-REGION = "us-east-1"
 ROLE_ARN = "arn:aws:iam::123456789012:role/scheduler"
 CONTEXT_INPUT = json.dumps(
     {
@@ -39,28 +34,10 @@ class FakeClock:
         self.now += timedelta(**delta)
 
 
-@pytest.fixture(scope="module")
-def endpoint():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
-
-
 @pytest.fixture
-def clients(endpoint):
+def clients(moto_clients):
     """Clients on a freshly reset moto, so one test's schedules never fire in another."""
-    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"))
-    options = dict(
-        endpoint_url=endpoint,
-        region_name=REGION,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    return boto3.client("scheduler", **options), boto3.client("sqs", **options)
+    return moto_clients("scheduler", "sqs")
 
 
 @pytest.fixture
