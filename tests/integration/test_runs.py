@@ -257,3 +257,93 @@ def test_long_delayed_run_executes_when_its_schedule_fires(stack, workspace):
     group = stack.resources.environment()["SCHEDULE_GROUP_NAME"]
     names = [s["Name"] for s in scheduler.list_schedules(GroupName=group)["Schedules"]]
     assert f"run-{run.id}" not in names  # at() schedules delete themselves after firing
+
+
+def test_second_delivery_of_an_executing_run_leaves_it_alone(stack, workspace):
+    from crmjobs import concurrency, ledger
+    from crmjobs.models import ConcurrencySlots
+
+    _prospect(workspace.id)
+    run = client.trigger("score-lead", {"workspaceId": workspace.id, "prospectId": "p-1"})
+    record = ledger.get(run.id)
+    assert concurrency.acquire(workspace.id, run.id, 5)
+    ledger.start_attempt(record)  # delivery A is executing it now
+    outcomes = _drain(stack, "score-lead")  # delivery B of the same message
+    assert outcomes[0].retried  # left for a later look, not acknowledged
+    current = client.retrieve(run.id)
+    assert (current.status, current.attempts) == ("EXECUTING", 1)
+    assert run.id in ConcurrencySlots.get(workspace.id).holders.as_dict()  # A's slot kept
+
+
+def test_lost_last_attempt_fails_the_run_into_the_dead_letter_queue(stack, workspace):
+    from crmjobs import ledger
+    from crmjobs.models import Run
+
+    _prospect(workspace.id)
+    run = client.trigger("score-lead", {"workspaceId": workspace.id, "prospectId": "p-1"})
+    record = ledger.get(run.id)
+    for _ in range(3):  # three attempts started, the last one killed by a timeout
+        record = ledger.start_attempt(record)
+        record.update(actions=[Run.started_at.set("2026-01-01T00:00:00.000Z")])
+        if record.attempts < 3:
+            ledger.retry_later(record, "TimeoutError", "TimeoutError")
+    _drain(stack, "score-lead")
+    failed = client.retrieve(run.id)
+    assert failed.status == "FAILED" and failed.error["type"] == "AttemptLost"
+    assert "attempt 3 was lost" in failed.error["message"]
+    assert _messages_mentioning(dead_letter_queue_url("score-lead"), run.id)
+
+
+def test_envelope_runs_the_recorded_payload_of_its_own_task_only(stack, workspace):
+    _prospect(workspace.id, "p-1")
+    run = client.trigger("score-lead", {"workspaceId": workspace.id, "prospectId": "p-1"})
+    forged = {"runId": run.id, "payload": {"workspaceId": "ws-victim", "prospectId": "p-9"}}
+    sqs = aws_client("sqs")
+    sqs.send_message(QueueUrl=queue_url("bulk-score-leads"), MessageBody=json.dumps(forged))
+    _drain(stack, "bulk-score-leads")
+    assert client.retrieve(run.id).status == "QUEUED"  # another task's queue: ignored
+    sqs.send_message(QueueUrl=queue_url("score-lead"), MessageBody=json.dumps(forged))
+    _drain(stack, "score-lead", rounds=2)
+    done = client.retrieve(run.id)
+    assert done.status == "COMPLETED" and done.output["prospectId"] == "p-1"
+
+
+def test_producer_idempotency_key_makes_repeated_plain_messages_one_run(stack, workspace):
+    _prospect(workspace.id)
+    body = json.dumps({"workspaceId": workspace.id, "prospectId": "p-1"})
+    key = {"idempotencyKey": {"DataType": "String", "StringValue": "crm-sync-7"}}
+    for _ in range(2):
+        aws_client("sqs").send_message(
+            QueueUrl=queue_url("score-lead"), MessageBody=body, MessageAttributes=key
+        )
+    _drain(stack, "score-lead", rounds=2)
+    [run] = client.list_runs(workspace.id)
+    assert run.status == "COMPLETED" and run.idempotencyKey == "crm-sync-7"
+    again = client.trigger(
+        "score-lead",
+        {"workspaceId": workspace.id, "prospectId": "p-1"},
+        idempotency_key="crm-sync-7",
+    )
+    assert again.id == run.id and again.deduplicated
+
+
+def test_a_run_that_cannot_be_sent_fails_and_gives_its_key_back(stack, workspace, monkeypatch):
+    payload = {"workspaceId": workspace.id, "prospectId": "p-1"}
+    monkeypatch.setenv("QUEUE_URL_SCORE_LEAD", queue_url("score-lead") + "-missing")
+    with pytest.raises(Exception):
+        client.trigger("score-lead", payload, idempotency_key="k-1")
+    [failed] = client.list_runs(workspace.id)
+    assert failed.status == "FAILED" and failed.error["type"] == "EnqueueError"
+    monkeypatch.undo()
+    retried = client.trigger("score-lead", payload, idempotency_key="k-1")
+    assert retried.id != failed.id and not retried.deduplicated
+
+
+def test_batch_trigger_validates_everything_before_recording_anything(stack, workspace):
+    from crmjobs.client import TriggerRequest
+
+    good = TriggerRequest("score-lead", {"workspaceId": workspace.id, "prospectId": "p-1"})
+    bad = TriggerRequest("score-lead", {"workspaceId": workspace.id})
+    with pytest.raises(InvalidInput):
+        client.batch_trigger([good, bad])
+    assert client.list_runs(workspace.id) == []

@@ -152,7 +152,7 @@ def _resource_attributes(
             "QueueUrl": physical_id,
         }
     if resource_type == "AWS::IAM::Role":
-        return {"Arn": f"arn:aws:iam::{account_id}:role/{physical_id}", "RoleId": physical_id}
+        return {"Arn": f"arn:aws:iam::{account_id}:role/{physical_id}"}
     if resource_type == "AWS::DynamoDB::Table":
         return {"Arn": f"arn:aws:dynamodb:{region}:{account_id}:table/{physical_id}"}
     if resource_type == "AWS::StepFunctions::StateMachine":
@@ -270,6 +270,8 @@ def applied(target: Target) -> Iterator[Target]:
     """The target's environment in os.environ while the command runs (restored after)."""
     saved = dict(os.environ)
     os.environ.update(target.environment)
+    for name in target.unresolved:  # not in this stack: no leftover from the shell applies
+        os.environ.pop(name, None)
     reset_clients()
     try:
         yield target
@@ -387,6 +389,12 @@ def cmd_dev(args: argparse.Namespace, console: Any) -> int:
     from crmjobs.local.stack import LocalStack
 
     _silence_request_logs()
+    try:
+        running = dev_server_target(args.data_dir)
+    except CliError:
+        running = None
+    if running is not None:
+        raise CliError(f"a {running.description} already serves {args.data_dir}")
     os.environ.update(QUIET_SETTINGS)
     stack = LocalStack(
         args.template,
@@ -442,6 +450,8 @@ def cmd_demo(args: argparse.Namespace, console: Any) -> int:
     from crmjobs.local.demo import run_demo
 
     _silence_request_logs()
+    if args.prospects < 1:
+        raise CliError("--prospects must be at least 1")
     if args.data_dir is None:
         data_dir = Path(tempfile.mkdtemp(prefix="crmjobs-demo-"))
     else:

@@ -24,7 +24,7 @@ from crmjobs.adapters.aws import client as aws_client
 from crmjobs.errors import InvalidInput, NotFound
 from crmjobs.ledger import RunStatus, RunView
 from crmjobs.models import Run
-from crmjobs.schemas import parse_payload, payload_json
+from crmjobs.schemas import Payload, parse_payload, payload_json
 from crmjobs.tasks import get_task
 
 MAX_SQS_DELAY = timedelta(minutes=15)
@@ -52,16 +52,22 @@ def _delay(value: float | timedelta | None) -> timedelta:
     return delay
 
 
-def _prepare(
-    request: TriggerRequest, source: str, replay_of: str | None = None
+def _validate(request: TriggerRequest) -> tuple[Payload, timedelta]:
+    get_task(request.task)
+    return parse_payload(request.task, request.payload), _delay(request.delay)
+
+
+def _record(
+    request: TriggerRequest,
+    payload: Payload,
+    delay: timedelta,
+    source: str,
+    replay_of: str | None = None,
 ) -> tuple[Run, bool]:
-    """Validate and record one run: (run, created). An idempotent repeat is not created."""
-    task = get_task(request.task)
-    payload = parse_payload(task.name, request.payload)
-    delay = _delay(request.delay)
+    """Record one run: (run, created). An idempotent repeat returns the first run."""
     run = ledger.new_run(
         run_id=ledger.new_run_id(),
-        task=task.name,
+        task=request.task,
         workspace_id=payload.run_workspace,
         payload=payload_json(payload),
         status=RunStatus.DELAYED if delay else RunStatus.QUEUED,
@@ -107,33 +113,54 @@ def _entry(run: Run, delay: timedelta) -> dict[str, Any]:
 
 
 def _enqueue(runs: list[tuple[Run, timedelta]]) -> None:
-    """Send the runs' messages in batches of 10 per queue; a run that could not be sent
-    is marked FAILED (never left QUEUED with no message)."""
+    """Send the runs' messages (10 a request) or schedule them. A run whose message could
+    not be sent is marked FAILED and gives its idempotency key back, so no run stays
+    QUEUED without a message and triggering again creates it anew."""
     sqs = aws_client("sqs")
-    by_queue: dict[str, list[tuple[Run, timedelta]]] = {}
-    for run, delay in runs:
-        if delay > MAX_SQS_DELAY:
-            _schedule(run, delay)
-        else:
-            by_queue.setdefault(config.queue_url(run.task), []).append((run, delay))
-    for url, items in by_queue.items():
-        for start in range(0, len(items), _SEND_BATCH):
-            chunk = items[start : start + _SEND_BATCH]
+    sent: set[str] = set()
+    try:
+        for run, delay in runs:
+            if delay > MAX_SQS_DELAY:
+                _schedule(run, delay)
+                sent.add(run.id)
+        immediate = [(run, delay) for run, delay in runs if run.id not in sent]
+        for start in range(0, len(immediate), _SEND_BATCH):
+            chunk = immediate[start : start + _SEND_BATCH]
             response = sqs.send_message_batch(
-                QueueUrl=url, Entries=[_entry(run, delay) for run, delay in chunk]
+                QueueUrl=config.queue_url(chunk[0][0].task),
+                Entries=[_entry(run, delay) for run, delay in chunk],
             )
+            sent.update(entry["Id"] for entry in response.get("Successful", []))
             failed = {f["Id"]: f.get("Message", f.get("Code")) for f in response.get("Failed", [])}
-            for run, _ in chunk:
-                if run.id in failed:
-                    ledger.fail(run, f"could not enqueue: {failed[run.id]}", "EnqueueError")
             if failed:
                 raise RuntimeError(f"could not enqueue {len(failed)} run(s): {failed}")
+    except Exception as exc:
+        for run, _ in runs:
+            if run.id not in sent:
+                ledger.fail(run, f"could not enqueue: {exc}", "EnqueueError")
+                ledger.release_idempotency_key(run)
+        raise
 
 
 def batch_trigger(requests: Iterable[TriggerRequest], *, source: str = "client") -> list[RunView]:
-    prepared = [(request, *_prepare(request, source)) for request in requests]
-    _enqueue([(run, _delay(request.delay)) for request, run, created in prepared if created])
-    return [RunView.of(run, deduplicated=not created) for _, run, created in prepared]
+    """Trigger many runs: every request is validated before any run is recorded, then
+    runs are recorded and sent 10 at a time, one task's queue per send."""
+    validated = [(request, *_validate(request)) for request in requests]
+    views: list[RunView] = []
+    by_task: dict[str, list] = {}
+    for item in validated:
+        by_task.setdefault(item[0].task, []).append(item)
+    for items in by_task.values():
+        for start in range(0, len(items), _SEND_BATCH):
+            recorded = [
+                (request, delay, *_record(request, payload, delay, source))
+                for request, payload, delay in items[start : start + _SEND_BATCH]
+            ]
+            _enqueue([(run, delay) for _, delay, run, created in recorded if created])
+            views.extend(
+                RunView.of(run, deduplicated=not created) for _, _, run, created in recorded
+            )
+    return views
 
 
 def trigger(
@@ -201,8 +228,9 @@ def replay(run_id: str, workspace_id: str | None = None) -> RunView:
     """A new run of the same task with the same payload."""
     original = _require(run_id, workspace_id)
     request = TriggerRequest(original.task, original.payload, tags=tuple(original.tags or ()))
-    run, _ = _prepare(request, "replay", replay_of=original.id)
-    _enqueue([(run, timedelta(0))])
+    payload, delay = _validate(request)
+    run, _ = _record(request, payload, delay, "replay", replay_of=original.id)
+    _enqueue([(run, delay)])
     return RunView.of(run)
 
 

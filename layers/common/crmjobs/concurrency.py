@@ -57,7 +57,14 @@ def _prepare(workspace_id: str, now: float) -> None:
         return
     expired = [run for run, until in (slots.holders or {}).as_dict().items() if until < now]
     for run_id in expired:
-        release(workspace_id, run_id)
+        try:
+            ConcurrencySlots(id=workspace_id).update(
+                actions=[ConcurrencySlots.holders[run_id].remove()],
+                condition=ConcurrencySlots.holders[run_id] < int(now),
+            )
+        except UpdateError as exc:
+            if exc.cause_response_code != "ConditionalCheckFailedException":
+                raise  # else: renewed meanwhile, so not expired
 
 
 def acquire(workspace_id: str, run_id: str, limit: int) -> bool:

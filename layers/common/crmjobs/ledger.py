@@ -14,14 +14,15 @@ from typing import Any
 
 from pydantic import BaseModel
 from pynamodb.connection import Connection
-from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
+from pynamodb.exceptions import DeleteError, PutError, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
 from crmjobs import config
 from crmjobs.models import Run, TriggerKey
-from crmjobs.tasks import get_task
+from crmjobs.tasks import TASK_TIMEOUT_SECONDS, get_task
 
 RUN_RETENTION_DAYS = 30
+LOST_ATTEMPT_AFTER = timedelta(seconds=TASK_TIMEOUT_SECONDS + 60)
 IDEMPOTENCY_TTL = timedelta(hours=24)
 _RUN_NAMESPACE = uuid.UUID("0b5c6f0e-8b4a-4c59-9a55-3f6c3c1f2d10")
 
@@ -60,6 +61,8 @@ class RunView(BaseModel):
     updatedAt: str
     startedAt: str | None = None
     finishedAt: str | None = None
+    #: The state machine execution of a bulk run's current attempt.
+    execution: str | None = None
     #: True when a trigger's idempotency key returned this earlier run instead of a new one.
     deduplicated: bool = False
 
@@ -84,6 +87,7 @@ class RunView(BaseModel):
             updatedAt=run.updated_at,
             startedAt=run.started_at,
             finishedAt=run.finished_at,
+            execution=run.execution,
             deduplicated=deduplicated,
         )
 
@@ -136,7 +140,9 @@ def new_run(
         run_at=run_at,
         created_at=created,
         updated_at=created,
-        expires_at=timedelta(days=config.int_setting("RUN_RETENTION_DAYS", RUN_RETENTION_DAYS)),
+        # Kept for the retention period after it may run, so a long delay cannot outlive it.
+        expires_at=(datetime.fromisoformat(run_at) if run_at else datetime.now(UTC))
+        + timedelta(days=config.int_setting("RUN_RETENTION_DAYS", RUN_RETENTION_DAYS)),
     )
 
 
@@ -169,6 +175,18 @@ def create_once(run: Run, idempotency_key: str) -> tuple[Run, bool]:
         raise
 
 
+def release_idempotency_key(run: Run) -> None:
+    """Forget the run's trigger key (only while it still points at this run)."""
+    if not run.idempotency_key:
+        return
+    guard = TriggerKey(id=TriggerKey.key_for(run.task, run.workspace_id, run.idempotency_key))
+    try:
+        guard.delete(condition=TriggerKey.run_id == run.id)
+    except DeleteError as exc:
+        if exc.cause_response_code != "ConditionalCheckFailedException":
+            raise
+
+
 def get(run_id: str, workspace_id: str | None = None) -> Run | None:
     """The run, or None when missing or in another workspace than the one given."""
     try:
@@ -198,14 +216,35 @@ def _transition(run: Run, status: RunStatus, condition, **fields: Any) -> Run:
     return run
 
 
+def _lost_before() -> str:
+    """An attempt started before this instant has outlived any Lambda: it was lost."""
+    return ((datetime.now(UTC) - LOST_ATTEMPT_AFTER).isoformat(timespec="milliseconds")).replace(
+        "+00:00", "Z"
+    )
+
+
+def attempt_lost(run: Run) -> bool:
+    """EXECUTING for longer than an attempt can run (a timeout or crash killed it), and not
+    handed to a state machine (those report back themselves)."""
+    return (
+        run.status == RunStatus.EXECUTING
+        and run.execution is None
+        and (run.started_at or "") < _lost_before()
+    )
+
+
 def start_attempt(run: Run) -> Run:
     """QUEUED/DELAYED (or EXECUTING after a lost attempt) -> EXECUTING, attempts + 1.
 
-    Conditional on the attempts read, so two deliveries of one message never both run.
+    Conditional on the status and attempts read, so two deliveries of one message never
+    both run, and a run that another delivery is executing is left alone.
     """
-    condition = Run.status.is_in(
-        str(RunStatus.QUEUED), str(RunStatus.DELAYED), str(RunStatus.EXECUTING)
-    ) & (Run.attempts == int(run.attempts or 0))
+    startable = Run.status.is_in(str(RunStatus.QUEUED), str(RunStatus.DELAYED)) | (
+        (Run.status == str(RunStatus.EXECUTING))
+        & Run.execution.does_not_exist()
+        & (Run.started_at < _lost_before())
+    )
+    condition = startable & (Run.attempts == int(run.attempts or 0))
     return _transition(
         run,
         RunStatus.EXECUTING,
@@ -213,6 +252,15 @@ def start_attempt(run: Run) -> Run:
         attempts=int(run.attempts or 0) + 1,
         started_at=now_iso(),
     )
+
+
+def detach(run: Run, execution: str) -> Run:
+    """The attempt goes on in a state machine execution, which finishes the run."""
+    run.update(
+        actions=[Run.execution.set(execution), Run.updated_at.set(now_iso())],
+        condition=Run.status == str(RunStatus.EXECUTING),
+    )
+    return run
 
 
 def complete(run: Run, output: Any) -> Run:
@@ -248,6 +296,7 @@ def retry_later(run: Run, message: str, kind: str) -> Run:
         RunStatus.QUEUED,
         Run.status == str(RunStatus.EXECUTING),
         error=_error(message, kind, int(run.attempts or 0)),
+        execution=None,
     )
 
 

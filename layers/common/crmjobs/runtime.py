@@ -38,8 +38,9 @@ from pydantic import BaseModel
 
 from crmjobs import concurrency, config, ledger
 from crmjobs.adapters.aws import client as aws_client
+from crmjobs.client import message_body
 from crmjobs.errors import PermanentError
-from crmjobs.ledger import FINISHED, RunConflict
+from crmjobs.ledger import FINISHED, RunConflict, RunStatus
 from crmjobs.models import Run
 from crmjobs.observability import logger, metrics, tracer
 from crmjobs.schemas import Payload, parse_payload
@@ -77,6 +78,22 @@ class RetryLater(Exception):
     """The record goes back to the queue without spending an attempt."""
 
 
+@dataclass(frozen=True)
+class Detached:
+    """A service's answer when its work goes on in a state machine execution, which
+    reports the outcome with `finish_detached_run`."""
+
+    execution: str
+
+
+class _DetachedAttempt(Exception):
+    """Carries a Detached answer out of the idempotent call without saving it."""
+
+    def __init__(self, answer: Detached) -> None:
+        super().__init__(answer.execution)
+        self.answer = answer
+
+
 def backoff_seconds(attempt: int) -> int:
     """1 s, 2 s, 4 s ... capped at 10 s, with up to 25% jitter (SQS takes whole seconds)."""
     base = min(2 ** (attempt - 1), MAX_BACKOFF_SECONDS)
@@ -85,41 +102,60 @@ def backoff_seconds(attempt: int) -> int:
 
 @dataclass(frozen=True)
 class _Message:
-    run_id: str
+    run_id: str | None
     payload: Any
     idempotency_key: str | None
-    is_envelope: bool
+
+    @property
+    def is_envelope(self) -> bool:
+        return self.run_id is not None
 
 
-def _read_message(task: TaskSpec, record: SQSRecord) -> _Message:
+def _attribute(record: SQSRecord, name: str) -> str | None:
+    """A message attribute's string value (Lambda's event shape: stringValue)."""
+    attribute = (record.raw_event.get("messageAttributes") or {}).get(name)
+    return attribute.get("stringValue") if attribute else None
+
+
+def _read_message(record: SQSRecord) -> _Message:
     """The client's envelope {"runId", "payload"} or a plain payload from any producer."""
-    attribute = record.message_attributes.get(IDEMPOTENCY_ATTRIBUTE)
-    key = attribute.string_value if attribute else None
+    key = _attribute(record, IDEMPOTENCY_ATTRIBUTE)
     try:
         body = json.loads(record.body)
     except ValueError:
         body = record.body
     if isinstance(body, dict) and isinstance(body.get("runId"), str) and "payload" in body:
-        return _Message(body["runId"], body["payload"], key, True)
-    if key:
-        workspace = body.get("workspaceId") if isinstance(body, dict) else None
-        run_id = ledger.run_id_for_message(task.name, f"key:{workspace}:{key}")
-    else:
-        run_id = ledger.run_id_for_message(task.name, record.message_id)
-    return _Message(run_id, body, key, False)
+        return _Message(body["runId"], body["payload"], key)
+    return _Message(None, body, key)
 
 
-def _run_for(task: TaskSpec, message: _Message, source: str) -> Run:
-    run = ledger.get(message.run_id)
-    if run is not None:
-        return run
-    workspace = message.payload.get("workspaceId") if isinstance(message.payload, dict) else None
+def _run_for(task: TaskSpec, message: _Message, record: SQSRecord) -> Run:
+    """The message's run: the envelope's, or one recorded now for a plain message (its id
+    stable across redeliveries; with an idempotency key, one run per key within its TTL,
+    shared with the client's keys)."""
+    if message.is_envelope:
+        run = ledger.get(message.run_id)
+        if run is not None:
+            return run
+    payload = message.payload if isinstance(message.payload, dict) else {"body": message.payload}
+    workspace = payload.get("workspaceId")
+    workspace = workspace if isinstance(workspace, str) and workspace else SYSTEM_WORKSPACE
+    run_id = message.run_id or ledger.run_id_for_message(task.name, record.message_id)
+    if message.idempotency_key and not message.is_envelope:
+        existing = ledger.get(run_id)
+        if existing is not None:
+            return existing
+        run = ledger.new_run(
+            run_id=run_id,
+            task=task.name,
+            workspace_id=workspace,
+            payload=payload,
+            idempotency_key=message.idempotency_key,
+            source="sqs",
+        )
+        return ledger.create_once(run, message.idempotency_key)[0]
     return ledger.ensure_plain_message_run(
-        run_id=message.run_id,
-        task=task.name,
-        workspace_id=workspace if isinstance(workspace, str) and workspace else SYSTEM_WORKSPACE,
-        payload=message.payload if isinstance(message.payload, dict) else {"body": message.payload},
-        source=source,
+        run_id=run_id, task=task.name, workspace_id=workspace, payload=payload, source="sqs"
     )
 
 
@@ -142,45 +178,51 @@ def _execute(service: Service, payload: Payload, context: RunContext, job_key: s
     )
     def run_once(job: dict[str, str]) -> Any:
         output = service(payload, context)
+        if isinstance(output, Detached):
+            raise _DetachedAttempt(output)  # no output to keep: a retry must start anew
         return output.model_dump(mode="json") if isinstance(output, BaseModel) else output
 
-    return run_once(job={"key": job_key})
+    try:
+        return run_once(job={"key": job_key})
+    except _DetachedAttempt as detached:
+        return detached.answer
 
 
 def _sqs():
     return aws_client("sqs")
 
 
-def _requeue(task: TaskSpec, record: SQSRecord, run: Run, message: _Message) -> None:
+def _requeue(task: TaskSpec, record: SQSRecord, run: Run) -> None:
     """Wait for a slot: send the run again with a delay and acknowledge this copy, so
     waiting spends no attempt and no receive count."""
-    waits = record.message_attributes.get("slotWaits")
-    count = int(waits.string_value) + 1 if waits else 1
-    attributes = {"slotWaits": {"DataType": "Number", "StringValue": str(count)}}
-    if message.idempotency_key:
-        attributes[IDEMPOTENCY_ATTRIBUTE] = {
-            "DataType": "String",
-            "StringValue": message.idempotency_key,
-        }
+    count = int(_attribute(record, "slotWaits") or 0) + 1
     _sqs().send_message(
         QueueUrl=config.queue_url(task.name),
-        MessageBody=json.dumps({"runId": run.id, "payload": message.payload}),
+        MessageBody=message_body(run),
         DelaySeconds=min(MAX_SLOT_WAIT_SECONDS, 2 * count) + random.randint(0, 3),
         MessageGroupId=run.workspace_id,
-        MessageAttributes=attributes,
+        MessageAttributes={"slotWaits": {"DataType": "Number", "StringValue": str(count)}},
     )
     metrics.add_metric(name="RunsWaitingForSlot", unit=MetricUnit.Count, value=1)
 
 
-def _dead_letter(task: TaskSpec, record: SQSRecord, run: Run, error: str) -> None:
+def _dead_letter(task: TaskSpec, body: str, run: Run, error: str) -> None:
     _sqs().send_message(
         QueueUrl=config.dead_letter_queue_url(task.name),
-        MessageBody=record.body,
+        MessageBody=body,
         MessageAttributes={
             "runId": {"DataType": "String", "StringValue": run.id},
             "error": {"DataType": "String", "StringValue": error[:1000]},
         },
     )
+
+
+def _fail_for_good(task: TaskSpec, run: Run, body: str, error: str, kind: str) -> None:
+    """The last attempt failed: the message goes to the dead-letter queue (first, so a
+    failed send leaves the run to be retried), then the run is FAILED."""
+    _dead_letter(task, body, run, error)
+    ledger.fail(run, f"{error} (after {int(run.attempts)} attempts)", kind)
+    metrics.add_metric(name="RunsFailed", unit=MetricUnit.Count, value=1)
 
 
 def _retry(task: TaskSpec, record: SQSRecord, seconds: int) -> None:
@@ -195,45 +237,57 @@ def process_record(
     task: TaskSpec, service: Service, record: SQSRecord, lambda_context: Any = None
 ) -> None:
     """One record; returns to acknowledge it, raises to leave it for a later attempt."""
-    message = _read_message(task, record)
-    run = _run_for(task, message, source="sqs")
+    message = _read_message(record)
+    run = _run_for(task, message, record)
     logger.append_keys(run_id=run.id, workspace_id=run.workspace_id)
+    if run.task != task.name:
+        logger.error("message names a run of another task; dropped", extra={"task": run.task})
+        return
     if run.status in FINISHED:
         logger.info("run already finished; message skipped", extra={"status": run.status})
         return
+    if run.status == RunStatus.EXECUTING and not ledger.attempt_lost(run):
+        _retry(task, record, IN_FLIGHT_RECHECK_SECONDS)
+        raise RetryLater(f"run {run.id} is being executed by another delivery")
     try:
-        payload = parse_payload(task.name, message.payload)
+        # An envelope names a recorded run: its recorded payload is what runs.
+        payload = parse_payload(task.name, run.payload if message.is_envelope else message.payload)
         limit = concurrency.limit_for(run.workspace_id)
     except PermanentError as exc:
         ledger.fail(run, str(exc), type(exc).__name__)
         metrics.add_metric(name="RunsFailed", unit=MetricUnit.Count, value=1)
         return
-    if not concurrency.acquire(run.workspace_id, run.id, limit):
-        _requeue(task, record, run, message)
-        return
-    try:
-        _attempt(task, service, record, run, payload, message, lambda_context)
-    finally:
+    if ledger.attempt_lost(run) and int(run.attempts) >= task.attempts:
+        error = f"attempt {int(run.attempts)} was lost (timed out or crashed)"
+        _fail_for_good(task, run, record.body, error, "AttemptLost")
         concurrency.release(run.workspace_id, run.id)
-
-
-def _attempt(task, service, record, run, payload, message, lambda_context) -> None:
+        return
+    if not concurrency.acquire(run.workspace_id, run.id, limit):
+        _requeue(task, record, run)
+        return
     try:
         run = ledger.start_attempt(run)
     except RunConflict:
-        current = ledger.get(run.id)
-        if current is None or current.status in FINISHED:
-            return
+        # Another delivery started it a moment ago; the slot is that delivery's to release.
         _retry(task, record, IN_FLIGHT_RECHECK_SECONDS)
         raise RetryLater(f"run {run.id} is being executed by another delivery") from None
+    detached = False
+    try:
+        detached = _attempt(task, service, record, run, payload, lambda_context)
+    finally:
+        if not detached:
+            concurrency.release(run.workspace_id, run.id)
+
+
+def _attempt(task, service, record, run, payload, lambda_context) -> bool:
+    """Run one attempt and record its outcome; True when it went on in a state machine."""
     attempt = int(run.attempts)
     context = RunContext(
         run.id, task.name, run.workspace_id, attempt, task.attempts, lambda_context
     )
-    job_key = f"{task.name}:{run.workspace_id}:{run.idempotency_key or run.id}"
     started = time.monotonic()
     try:
-        output = _execute(service, payload, context, job_key)
+        output = _execute(service, payload, context, f"{task.name}:{run.id}")
     except IdempotencyAlreadyInProgressError:
         ledger.retry_later(run, "another delivery is executing this job", "InProgress")
         _retry(task, record, IN_FLIGHT_RECHECK_SECONDS)
@@ -242,26 +296,56 @@ def _attempt(task, service, record, run, payload, message, lambda_context) -> No
         logger.warning("run failed permanently", extra={"error": str(exc)})
         ledger.fail(run, str(exc), type(exc).__name__)
         metrics.add_metric(name="RunsFailed", unit=MetricUnit.Count, value=1)
-        return
+        return False
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
         if attempt >= task.attempts:
             logger.exception("run failed after its last attempt", extra={"attempt": attempt})
-            ledger.fail(run, f"{error} (after {attempt} attempts)", type(exc).__name__)
-            _dead_letter(task, record, run, error)
-            metrics.add_metric(name="RunsFailed", unit=MetricUnit.Count, value=1)
-            return
+            _fail_for_good(task, run, record.body, error, type(exc).__name__)
+            return False
         delay = backoff_seconds(attempt)
         logger.warning("attempt failed; retrying", extra={"attempt": attempt, "delay": delay})
         ledger.retry_later(run, error, type(exc).__name__)
         _retry(task, record, delay)
         metrics.add_metric(name="RunsRetried", unit=MetricUnit.Count, value=1)
         raise
+    if isinstance(output, Detached):
+        ledger.detach(run, output.execution)
+        return True
     ledger.complete(run, output)
     metrics.add_metric(name="RunsCompleted", unit=MetricUnit.Count, value=1)
     metrics.add_metric(
         name="RunDuration", unit=MetricUnit.Milliseconds, value=(time.monotonic() - started) * 1000
     )
+    return False
+
+
+def finish_detached_run(run_id: str, *, output: Any = None, error: str | None = None) -> None:
+    """Record the end of an attempt that went on in a state machine: COMPLETED, a retry
+    (the run's message again after its backoff) or, on the last attempt, FAILED and
+    dead-lettered. Gives the run's concurrency slot back."""
+    run = ledger.get(run_id)
+    if run is None or run.status != RunStatus.EXECUTING:
+        logger.warning("detached run is not executing; nothing to finish", extra={"run": run_id})
+        return
+    task = get_task(run.task)
+    try:
+        if error is None:
+            ledger.complete(run, output)
+            metrics.add_metric(name="RunsCompleted", unit=MetricUnit.Count, value=1)
+        elif int(run.attempts) >= task.attempts:
+            _fail_for_good(task, run, message_body(run), error, "StateMachineFailed")
+        else:
+            ledger.retry_later(run, error, "StateMachineFailed")
+            _sqs().send_message(
+                QueueUrl=config.queue_url(task.name),
+                MessageBody=message_body(run),
+                DelaySeconds=backoff_seconds(int(run.attempts)),
+                MessageGroupId=run.workspace_id,
+            )
+            metrics.add_metric(name="RunsRetried", unit=MetricUnit.Count, value=1)
+    finally:
+        concurrency.release(run.workspace_id, run.id)
 
 
 def sqs_task_handler(task_name: str, service: Service) -> Callable[[dict, Any], dict]:
@@ -285,4 +369,3 @@ def sqs_task_handler(task_name: str, service: Service) -> Callable[[dict, Any], 
         )
 
     return handler
-

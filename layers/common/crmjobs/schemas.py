@@ -14,8 +14,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, Va
 from crmjobs.errors import InvalidInput
 from crmjobs.tasks import SYSTEM_WORKSPACE, get_task
 
-#: Ids of workspaces and records: no leading underscore (reserved for "_system").
-EntityId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")]
+#: Ids of workspaces and records: no leading underscore (reserved for "_system") and no
+#: ":" (the separator of the index's chunk ids).
+EntityId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")]
 
 
 class Payload(BaseModel):

@@ -7,9 +7,6 @@ function's handler, so importing the registry stays cheap.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
-
-Scope = Literal["workspace", "system"]
 
 #: Workspace id used for runs of system-wide tasks (real ids may not start with "_").
 SYSTEM_WORKSPACE = "_system"
@@ -23,7 +20,6 @@ class TaskSpec:
     name: str
     family: str
     attempts: int
-    scope: Scope
 
     @property
     def env_suffix(self) -> str:
@@ -39,17 +35,17 @@ class TaskSpec:
 TASKS: dict[str, TaskSpec] = {
     spec.name: spec
     for spec in (
-        TaskSpec("score-lead", "lead-scoring", 3, "workspace"),
-        TaskSpec("bulk-score-leads", "lead-scoring", 2, "workspace"),
-        TaskSpec("scheduled-lead-scoring", "lead-scoring", 3, "system"),
-        TaskSpec("index-document", "documents", 3, "workspace"),
-        TaskSpec("bulk-index-documents", "documents", 2, "workspace"),
-        TaskSpec("reindex-all-documents", "documents", 1, "workspace"),
-        TaskSpec("send-campaign", "campaigns", 2, "workspace"),
-        TaskSpec("schedule-campaign", "campaigns", 3, "workspace"),
-        TaskSpec("execute-agent", "agents", 2, "workspace"),
-        TaskSpec("process-active-agents", "agents", 3, "system"),
-        TaskSpec("scheduled-agent-health-check", "agents", 3, "system"),
+        TaskSpec("score-lead", "lead-scoring", 3),
+        TaskSpec("bulk-score-leads", "lead-scoring", 2),
+        TaskSpec("scheduled-lead-scoring", "lead-scoring", 3),
+        TaskSpec("index-document", "documents", 3),
+        TaskSpec("bulk-index-documents", "documents", 2),
+        TaskSpec("reindex-all-documents", "documents", 1),
+        TaskSpec("send-campaign", "campaigns", 2),
+        TaskSpec("schedule-campaign", "campaigns", 3),
+        TaskSpec("execute-agent", "agents", 2),
+        TaskSpec("process-active-agents", "agents", 3),
+        TaskSpec("scheduled-agent-health-check", "agents", 3),
     )
 }
 

@@ -26,9 +26,7 @@ def _session() -> boto3.session.Session:
 
 @cache
 def _client(service: str, region: str, endpoint_url: str | None) -> Any:
-    return _session().client(
-        service, region_name=region, endpoint_url=endpoint_url, config=_CONFIG
-    )
+    return _session().client(service, region_name=region, endpoint_url=endpoint_url, config=_CONFIG)
 
 
 def client(service: str) -> Any:

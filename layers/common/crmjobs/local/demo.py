@@ -379,10 +379,14 @@ def _scenario(console: Any, stack: Any, prospects: int, result: DemoResult) -> N
     )
 
     _step(console, "score-lead: one prospect, through the client")
+    seeded = list(Prospect.query(DEMO_WORKSPACE))
     senior = next(
-        p
-        for p in Prospect.query(DEMO_WORKSPACE)
-        if p.title in SENIOR_TITLES and p.email and p.email.split("@")[1] in COMPANIES.values()
+        (
+            p
+            for p in seeded
+            if p.title in SENIOR_TITLES and p.email and p.email.split("@")[1] in COMPANIES.values()
+        ),
+        seeded[0],
     )
     run = client.trigger(
         "score-lead", {"workspaceId": DEMO_WORKSPACE, "prospectId": senior.id}, tags=["demo"]
@@ -587,16 +591,21 @@ def run_demo(console: Any, *, prospects: int, data_dir: Path, template: Path) ->
         _summary(console, stack, stats, result, runs)
     finally:
         stack.stop()
-    unfinished = [run for run in runs if run.status != "COMPLETED"]
     console.print(f"wall time {time.monotonic() - started:.1f}s")
+    return verdict(console, runs, result.problems)
+
+
+def verdict(console: Any, runs: list[Any], problems: list[str]) -> int:
+    """0 when every run COMPLETED and nothing else went wrong; else name what failed, 1."""
+    unfinished = [run for run in runs if run.status != "COMPLETED"]
     for run in unfinished:
         console.print(
             f"[red]{run.id} {run.task} ({run.workspaceId}) {run.status}[/]: "
             f"{(run.error or {}).get('type')} {(run.error or {}).get('message')}"
         )
-    for problem in result.problems:
+    for problem in problems:
         console.print(f"[red]problem:[/] {problem}")
-    if unfinished or result.problems:
+    if unfinished or problems:
         console.print(f"[red]demo failed[/]: {len(unfinished)} of {len(runs)} runs not COMPLETED")
         return 1
     console.print(f"[bold green]demo ok[/]: all {len(runs)} runs COMPLETED")

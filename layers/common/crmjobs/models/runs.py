@@ -66,6 +66,7 @@ class Run(Model):
     source = UnicodeAttribute(default="client")
     replay_of = UnicodeAttribute(null=True, attr_name="replayOf")
     schedule_name = UnicodeAttribute(null=True, attr_name="scheduleName")
+    execution = UnicodeAttribute(null=True)
     run_at = UnicodeAttribute(null=True, attr_name="runAt")
     created_at = UnicodeAttribute(attr_name="createdAt")
     updated_at = UnicodeAttribute(attr_name="updatedAt")

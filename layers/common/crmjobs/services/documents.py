@@ -16,17 +16,21 @@ from crmjobs.domain.chunking import chunk_text, content_hash
 from crmjobs.errors import InvalidInput, NotFound, PermanentError
 from crmjobs.models import KnowledgeItem
 from crmjobs.observability import logger
-from crmjobs.runtime import RunContext
+from crmjobs.runtime import Detached, RunContext
 from crmjobs.schemas import (
     BulkIndexDocumentsPayload,
     IndexDocumentPayload,
     ReindexAllDocumentsPayload,
 )
-from crmjobs.services.fanout import PAGE_SIZE, BatchInput, PageState, next_page, run_fanout
+from crmjobs.services.fanout import PAGE_SIZE, BatchInput, PageState, next_page, start_fanout
 
 #: Items per indexing batch: embedding dominates, so batches stay small.
 BATCH_SIZE = 10
 NO_CONTENT = "no content to index"
+
+
+class ItemChanged(RuntimeError):
+    """The item was edited while it was indexed: a retry indexes the new content."""
 
 
 _ensured: set[int] = set()
@@ -99,6 +103,11 @@ def index_item(
             for position, (text, vector) in enumerate(zip(chunks, vectors, strict=True))
         ],
     )
+    unchanged_since_read = KnowledgeItem.id.exists() & (
+        KnowledgeItem.updated_at.does_not_exist()
+        if item.updated_at is None
+        else KnowledgeItem.updated_at == item.updated_at
+    )
     try:
         item.update(
             actions=[
@@ -109,14 +118,16 @@ def index_item(
                 KnowledgeItem.embedding_model.set(embedder.model_id),
                 KnowledgeItem.processing_error.remove(),
             ],
-            condition=KnowledgeItem.id.exists(),
+            condition=unchanged_since_read,
         )
     except UpdateError as exc:
         if exc.cause_response_code != "ConditionalCheckFailedException":
             raise
-        # Deleted while we indexed it: take back what we wrote.
-        index.delete_item(item.workspace_id, item.id)
-        raise NotFound("knowledge item not found") from None
+        if KnowledgeItem.get_in_workspace(item.workspace_id, item.id) is None:
+            # Deleted while we indexed it: take back what we wrote.
+            index.delete_item(item.workspace_id, item.id)
+            raise NotFound("knowledge item not found") from None
+        raise ItemChanged(f"item {item.id} changed while it was indexed; indexing again") from None
     return IndexOutcome(
         itemId=item.id,
         status="indexed",
@@ -158,7 +169,15 @@ def _list_due_items(state: PageState) -> tuple[list[str], int, dict[str, Any] | 
     model_id = get_embedder().model_id
     query = KnowledgeItem.query(
         state.workspaceId,
-        attributes_to_get=["id", "status", "updatedAt", "indexedAt", "embeddingModel"],
+        # The keys too: PynamoDB rebuilds a cursor from the last item when a page stops.
+        attributes_to_get=[
+            "workspaceId",
+            "id",
+            "status",
+            "updatedAt",
+            "indexedAt",
+            "embeddingModel",
+        ],
         last_evaluated_key=state.cursor,
         page_size=PAGE_SIZE,
         limit=PAGE_SIZE,
@@ -182,7 +201,7 @@ def list_documents_page(state: PageState) -> PageState:
 
 
 def index_documents_batch(batch: BatchInput) -> dict[str, int]:
-    """Index up to 10 items; an item that fails is marked failed and counted."""
+    """Index up to 10 items; an item that cannot be indexed is marked failed and counted."""
     totals = dict.fromkeys(("processed", "indexed", "unchanged", "failed", "chunks"), 0)
     embedder = get_embedder()
     keys = [(batch.workspaceId, item_id) for item_id in batch.ids]
@@ -190,21 +209,20 @@ def index_documents_batch(batch: BatchInput) -> dict[str, int]:
         totals["processed"] += 1
         try:
             outcome = index_item(item, force=batch.force, embedder=embedder)
-        except Exception as exc:
-            logger.exception("item indexing failed", extra={"item_id": item.id})
+        except PermanentError as exc:
+            # Bad items are counted; other errors fail the batch, which the state machine
+            # retries, so a throttled embedding never marks an item failed.
+            logger.warning("item cannot be indexed", extra={"item_id": item.id, "error": str(exc)})
             totals["failed"] += 1
-            _mark_failed(
-                item,
-                str(exc) if isinstance(exc, PermanentError) else f"{type(exc).__name__}: {exc}",
-            )
+            _mark_failed(item, str(exc))
             continue
         totals[outcome.status] += 1
         totals["chunks"] += outcome.chunkCount if outcome.status == "indexed" else 0
     return totals
 
 
-def bulk_index_documents(payload: BulkIndexDocumentsPayload, context: RunContext) -> dict[str, int]:
-    return run_fanout(
+def bulk_index_documents(payload: BulkIndexDocumentsPayload, context: RunContext) -> Detached:
+    return start_fanout(
         "STATE_MACHINE_ARN_BULK_INDEX_DOCUMENTS",
         context,
         payload.workspaceId,
@@ -213,10 +231,8 @@ def bulk_index_documents(payload: BulkIndexDocumentsPayload, context: RunContext
     )
 
 
-def reindex_all_documents(
-    payload: ReindexAllDocumentsPayload, context: RunContext
-) -> dict[str, int]:
-    return run_fanout(
+def reindex_all_documents(payload: ReindexAllDocumentsPayload, context: RunContext) -> Detached:
+    return start_fanout(
         "STATE_MACHINE_ARN_BULK_INDEX_DOCUMENTS",
         context,
         payload.workspaceId,

@@ -8,6 +8,7 @@ finds no next page. Totals are plain counters, so each family names its own.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
@@ -15,8 +16,9 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from crmjobs.adapters.state_machines import run_to_completion
-from crmjobs.runtime import RunContext
+from crmjobs import config
+from crmjobs.adapters.aws import client as aws_client
+from crmjobs.runtime import Detached, RunContext, finish_detached_run
 
 #: Records listed per page (Step Functions' payload limit allows ~1000 ids).
 PAGE_SIZE = 1000
@@ -27,6 +29,7 @@ class Step(BaseModel):
 
 
 class PageState(Step):
+    runId: str | None = None
     workspaceId: str
     now: AwareDatetime
     force: bool = False
@@ -71,14 +74,44 @@ def next_page(state: PageState, list_page: PageLister, batch_size: int) -> PageS
     )
 
 
-def run_fanout(
+def start_fanout(
     arn_variable: str, context: RunContext, workspace_id: str, now: datetime, force: bool = False
-) -> dict[str, int]:
-    """Run a bulk state machine for one run attempt; its totals with pages and listed."""
-    state = run_to_completion(
-        arn_variable,
-        name=f"{context.run_id}-{context.attempt}",
-        execution_input={"workspaceId": workspace_id, "now": now.isoformat(), "force": force},
-        time_budget=context.remaining_seconds(),
-    )
-    return {**state["totals"], "pages": state["pages"], "listed": state["listed"]}
+) -> Detached:
+    """Start a bulk state machine for this attempt of the run; it records the outcome
+    itself (its last step calls `finish_bulk_run`), so no Lambda waits for it."""
+    name = f"{context.run_id}-{context.attempt}"
+    sfn = aws_client("stepfunctions")
+    try:
+        sfn.start_execution(
+            stateMachineArn=config.require(arn_variable),
+            name=name,
+            input=json.dumps(
+                {
+                    "runId": context.run_id,
+                    "workspaceId": workspace_id,
+                    "now": now.isoformat(),
+                    "force": force,
+                }
+            ),
+        )
+    except sfn.exceptions.ExecutionAlreadyExists:
+        pass  # a redelivery of this attempt: the execution is already running
+    return Detached(execution=name)
+
+
+class FinishInput(Step):
+    """What the state machine's last step sends: the branch's result or its error."""
+
+    runId: str
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+
+def finish_bulk_run(finish: FinishInput) -> None:
+    if finish.error is not None:
+        cause = finish.error.get("Cause") or ""
+        finish_detached_run(finish.runId, error=f"{finish.error.get('Error')}: {cause[:500]}")
+        return
+    result = finish.result or {}
+    output = {**result.get("totals", {}), "pages": result["pages"], "listed": result["listed"]}
+    finish_detached_run(finish.runId, output=output)

@@ -15,13 +15,13 @@ from crmjobs.domain.scoring import ProspectFacts, ScoreResult, needs_scoring, sc
 from crmjobs.errors import NotFound
 from crmjobs.models import Prospect, Workspace
 from crmjobs.observability import logger
-from crmjobs.runtime import RunContext
+from crmjobs.runtime import Detached, RunContext
 from crmjobs.schemas import (
     BulkScoreLeadsPayload,
     ScheduledLeadScoringPayload,
     ScoreLeadPayload,
 )
-from crmjobs.services.fanout import PAGE_SIZE, BatchInput, PageState, Step, next_page, run_fanout
+from crmjobs.services.fanout import PAGE_SIZE, BatchInput, PageState, Step, next_page, start_fanout
 
 #: Prospects per scoring batch (DynamoDB BatchGetItem's maximum).
 BATCH_SIZE = 100
@@ -76,13 +76,20 @@ def score_and_store(prospect: Prospect, now: datetime) -> ScoreOutcome:
         if not outcome.changed:
             return outcome
         try:
+            # PynamoDB adds the version check; updatedAt covers writers that skip version.
+            unchanged_since_read = (
+                Prospect.updated_at.does_not_exist()
+                if prospect.updated_at is None
+                else Prospect.updated_at == prospect.updated_at
+            )
             prospect.update(
+                condition=unchanged_since_read,
                 actions=[
                     Prospect.score.set(result.total),
                     Prospect.score_breakdown.set(result.breakdown_dict()),
                     Prospect.scored_at.set(now),
                     Prospect.score_rules_version.set(result.rules_version),
-                ]
+                ],
             )
             return outcome
         except UpdateError as exc:
@@ -113,7 +120,8 @@ def _list_due_prospects(state: PageState) -> tuple[list[str], int, dict[str, Any
     """One page of the workspace's prospects (keys and timestamps only); those due."""
     query = Prospect.query(
         state.workspaceId,
-        attributes_to_get=["id", "scoredAt", "updatedAt", "scoreRulesVersion"],
+        # The keys too: PynamoDB rebuilds a cursor from the last item when a page stops.
+        attributes_to_get=["workspaceId", "id", "scoredAt", "updatedAt", "scoreRulesVersion"],
         last_evaluated_key=state.cursor,
         page_size=PAGE_SIZE,
         limit=PAGE_SIZE,
@@ -153,8 +161,8 @@ def score_prospects_batch(batch: BatchInput) -> dict[str, int]:
     return totals
 
 
-def bulk_score_leads(payload: BulkScoreLeadsPayload, context: RunContext) -> dict[str, int]:
-    return run_fanout(
+def bulk_score_leads(payload: BulkScoreLeadsPayload, context: RunContext) -> Detached:
+    return start_fanout(
         "STATE_MACHINE_ARN_BULK_SCORE_LEADS", context, payload.workspaceId, datetime.now(UTC)
     )
 

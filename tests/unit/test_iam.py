@@ -1,0 +1,463 @@
+"""Least privilege: every function and state machine may do exactly what its code does.
+
+CONTRACT below is the documented derivation, per function, of the AWS calls its code makes
+(the runtime, ledger, concurrency, client and service modules it runs). The tests read the
+`Policies` of template.yaml, expand the SAM policy templates still used, add the grants SAM
+derives from event sources, and require the grants to equal the contract: nothing more
+(no Scan, no wildcard action, no delete of an entity), nothing less (the code would fail).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import re
+from itertools import product
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crmjobs.local.template import ResolutionContext, Template, load_template, resolve
+from crmjobs.tasks import TASKS
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE_PATH = REPO_ROOT / "template.yaml"
+
+REGION = "ap-southeast-2"
+ACCOUNT = "123456789012"
+COLLECTION_ID = "abc123"
+#: The OpenSearch choices a deployment can make; a grant under any of them counts.
+OPENSEARCH_SCENARIOS = {
+    "domain created by the stack": {},
+    "existing domain": {
+        "OpenSearchEndpoint": f"https://search-crm-0123456789abcdefghijklmnop.{REGION}.es.amazonaws.com",
+        "OpenSearchService": "es",
+    },
+    "existing Serverless collection": {
+        "OpenSearchEndpoint": f"https://{COLLECTION_ID}.{REGION}.aoss.amazonaws.com",
+        "OpenSearchService": "aoss",
+    },
+}
+
+#: The SAM policy templates the template still uses: (actions, parameter naming the
+#: resource), as SAM's policy_templates.json defines them (checked below when installed).
+SAM_POLICY_TEMPLATES = {
+    "SQSSendMessagePolicy": (("sqs:SendMessage*",), "QueueName"),
+    "LambdaInvokePolicy": (("lambda:InvokeFunction",), "FunctionName"),
+}
+#: Wildcard actions that name exactly one action: SQS authorizes SendMessageBatch as
+#: sqs:SendMessage, so SAM's sqs:SendMessage* grants nothing else.
+EXACT_WILDCARD_ACTIONS = {"sqs:SendMessage*": "sqs:SendMessage"}
+#: Actions without resource-level permissions (Step Functions' log delivery to CloudWatch
+#: Logs), the only ones allowed on Resource "*".
+RESOURCELESS_ACTIONS = {
+    "logs:CreateLogDelivery",
+    "logs:GetLogDelivery",
+    "logs:UpdateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",
+}
+#: Tables holding the CRM's records: no job deletes from them.
+ENTITY_TABLES = {
+    "WorkspacesTable",
+    "ProspectsTable",
+    "ContactsTable",
+    "KnowledgeTable",
+    "CampaignsTable",
+    "DeliveriesTable",
+    "SuppressionsTable",
+    "AgentsTable",
+    "ExecutionsTable",
+}
+
+Grant = tuple[str, str]  # (action, resource: a logical id, or an ARN without its prefix)
+
+
+def _grants(actions: list[str] | tuple[str, ...], resources: list[str]) -> set[Grant]:
+    return set(product(actions, resources))
+
+
+# ---------------------------------------------------------------------------- the contract
+
+DDB_READ_WRITE = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
+
+
+def _task_runtime(prefix: str) -> set[Grant]:
+    """runtime.py, ledger.py, concurrency.py: what every SQS-fed task function does."""
+    return (
+        # ledger.get, ensure_plain_message_run / create_once, transitions (start_attempt,
+        # detach, complete, fail, retry_later)
+        _grants(DDB_READ_WRITE, ["RunsTable"])
+        # concurrency.limit_for: Workspace.get (the tier)
+        | {("dynamodb:GetItem", "WorkspacesTable")}
+        # concurrency._prepare (get, create), _take and release (update)
+        | _grants(DDB_READ_WRITE, ["ConcurrencyTable"])
+        # Powertools DynamoDBPersistenceLayer: put in progress, get, update result,
+        # delete the record when the service raises; a keyed plain message's trigger key
+        # (create_once: PutItem in TransactWriteItems, GetItem on a repeat)
+        | _grants((*DDB_READ_WRITE, "dynamodb:DeleteItem"), ["IdempotencyTable"])
+        # _retry: backoff; _requeue: wait for a slot; _dead_letter: after the last attempt
+        | {
+            ("sqs:ChangeMessageVisibility", f"{prefix}Queue"),
+            ("sqs:SendMessage", f"{prefix}Queue"),
+            ("sqs:SendMessage", f"{prefix}DeadLetterQueue"),
+        }
+    )
+
+
+def _bulk_run(machine: str) -> set[Grant]:
+    """services/fanout.start_fanout: start the execution (its last step records the run)."""
+    return {("states:StartExecution", machine)}
+
+
+#: adapters/vector_index.py: HEAD/PUT/GET of the index (ensure_index), POST of _bulk,
+#: _search and _delete_by_query; on Serverless, the one collection of the endpoint.
+VECTOR_INDEX = _grants(
+    ("es:ESHttpHead", "es:ESHttpGet", "es:ESHttpPut", "es:ESHttpPost"),
+    [
+        "OpenSearchDomain/crmjobs-chunks",
+        "OpenSearchDomain/crmjobs-chunks/*",
+        "OpenSearchDomain/_bulk",
+        "domain/*/crmjobs-chunks",
+        "domain/*/crmjobs-chunks/*",
+        "domain/*/_bulk",
+    ],
+) | {("aoss:APIAccessAll", f"collection/{COLLECTION_ID}")}
+#: adapters/embeddings.py: Titan Text Embeddings v2 through InvokeModel.
+TITAN_EMBEDDINGS = {("bedrock:InvokeModel", "foundation-model/amazon.titan-embed-text-v2:0")}
+
+
+def _paged_fanout(page_function: str, batch_function: str) -> set[Grant]:
+    """statemachines/paged_fanout.asl.json: invoke its two steps, deliver error logs."""
+    return _grants(("lambda:InvokeFunction",), [page_function, batch_function]) | _grants(
+        sorted(RESOURCELESS_ACTIONS), ["*"]
+    )
+
+
+CONTRACT: dict[str, set[Grant]] = {
+    # services/scoring.score_lead: consistent get, conditional update (GetItem again on a
+    # version conflict).
+    "ScoreLeadFunction": _task_runtime("ScoreLead")
+    | _grants(("dynamodb:GetItem", "dynamodb:UpdateItem"), ["ProspectsTable"]),
+    "BulkScoreLeadsFunction": _task_runtime("BulkScoreLeads")
+    | _bulk_run("BulkScoreLeadsStateMachine"),
+    # services/scoring.scheduled_lead_scoring: Workspace.active() queries the active-index;
+    # client.batch_trigger records runs (RunsTable), trigger keys in one TransactWriteItems
+    # (PutItem on IdempotencyTable, GetItem on a repeat, DeleteItem when a run could not be
+    # enqueued: all in the runtime's grants) and sends the bulk runs' messages.
+    # No delay, so no Scheduler.
+    "ScheduledLeadScoringFunction": _task_runtime("ScheduledLeadScoring")
+    | {
+        ("dynamodb:Query", "WorkspacesTable/index/*"),
+        ("sqs:SendMessage", "BulkScoreLeadsQueue"),
+    },
+    # services/scoring._list_due_prospects: Prospect.query on the table's key.
+    "ListProspectsPageFunction": {("dynamodb:Query", "ProspectsTable")},
+    # services/scoring.score_prospects_batch: batch_get, then score_and_store.
+    "ScoreProspectsBatchFunction": _grants(
+        ("dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:UpdateItem"), ["ProspectsTable"]
+    ),
+    # services/documents.index_document: consistent get, status updates (a get after a
+    # conflict), embed, index.
+    "IndexDocumentFunction": _task_runtime("IndexDocument")
+    | _grants(("dynamodb:GetItem", "dynamodb:UpdateItem"), ["KnowledgeTable"])
+    | VECTOR_INDEX
+    | TITAN_EMBEDDINGS,
+    # services/documents.bulk_index_documents / reindex_all_documents: start_fanout only.
+    "BulkIndexDocumentsFunction": _task_runtime("BulkIndexDocuments")
+    | _bulk_run("BulkIndexDocumentsStateMachine"),
+    "ReindexAllDocumentsFunction": _task_runtime("ReindexAllDocuments")
+    | _bulk_run("BulkIndexDocumentsStateMachine"),
+    # services/documents._list_due_items: KnowledgeItem.query on the table's key (the
+    # embedder is only asked its model id).
+    "ListDocumentsPageFunction": {("dynamodb:Query", "KnowledgeTable")},
+    # services/documents.index_documents_batch: batch_get, status updates (a get after a
+    # conflict), embed, index.
+    "IndexDocumentsBatchFunction": _grants(
+        ("dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:UpdateItem"), ["KnowledgeTable"]
+    )
+    | VECTOR_INDEX
+    | TITAN_EMBEDDINGS,
+    # services/documents.remove_deleted_items: the index only (the embedder gives its
+    # dimension, no Bedrock call); SAM's grant for the on-failure destination.
+    "KnowledgeStreamFunction": VECTOR_INDEX
+    | {("sqs:SendMessage", "KnowledgeStreamDeadLetterQueue")},
+    # api.py -> client.py: trigger (create / create_once, enqueue any task, schedule a
+    # delayed run, release the key of a run that could not be enqueued), list_runs (the three
+    # indexes), retrieve, cancel (delete its schedule), replay.
+    "TriggerApiFunction": _grants(DDB_READ_WRITE, ["RunsTable"])
+    | {("dynamodb:Query", "RunsTable/index/*")}
+    | _grants(("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"), ["IdempotencyTable"])
+    | _grants(("sqs:SendMessage",), [f"{task.resource_prefix}Queue" for task in TASKS.values()])
+    | _grants(
+        ("scheduler:CreateSchedule", "scheduler:DeleteSchedule"), ["schedule/ScheduleGroup/run-*"]
+    )
+    | {("iam:PassRole", "SchedulerRole")},
+    "BulkScoreLeadsStateMachine": _paged_fanout(
+        "ListProspectsPageFunction", "ScoreProspectsBatchFunction"
+    ),
+    "BulkIndexDocumentsStateMachine": _paged_fanout(
+        "ListDocumentsPageFunction", "IndexDocumentsBatchFunction"
+    ),
+}
+
+
+# ---------------------------------------------------------------------------- reading the template
+
+_ARN_PREFIX = re.compile(rf"^arn:aws:[a-z0-9-]+:(?:{REGION})?:(?:{ACCOUNT})?:")
+
+
+@pytest.fixture(scope="module")
+def template() -> Template:
+    return Template(document=load_template(TEMPLATE_PATH), base_dir=REPO_ROOT)
+
+
+def _symbolic_context(template: Template, parameters: dict[str, str]) -> ResolutionContext:
+    """Every resource's Ref and ARN-like attributes resolve to its logical id."""
+    context = template.context(
+        region=REGION, account_id=ACCOUNT, stack_name="crmjobs", parameters=parameters
+    )
+    for logical_id in template.resources:
+        context.references[logical_id] = logical_id
+        for attribute in ("Arn", "QueueName", "Name", "DomainEndpoint"):
+            context.attributes[(logical_id, attribute)] = logical_id
+    return context
+
+
+def _resource_key(resource: str) -> str:
+    return _ARN_PREFIX.sub("", resource)
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _statements(policies: list[Any]) -> list[dict[str, Any]]:
+    """Resolved statements of a SAM `Policies` list, SAM templates expanded."""
+    statements = []
+    for policy in policies:
+        assert isinstance(policy, dict), f"managed policy {policy!r} escapes this check"
+        if "Statement" in policy:
+            statements.extend(_as_list(policy["Statement"]))
+            continue
+        ((name, parameters),) = policy.items()
+        assert name in SAM_POLICY_TEMPLATES, f"{name}: add its expansion to SAM_POLICY_TEMPLATES"
+        actions, resource_parameter = SAM_POLICY_TEMPLATES[name]
+        statements.append(
+            {"Effect": "Allow", "Action": list(actions), "Resource": parameters[resource_parameter]}
+        )
+    return statements
+
+
+def _event_grants(properties: dict[str, Any], context: ResolutionContext) -> set[Grant]:
+    """What SAM grants for event sources' on-failure SQS destinations."""
+    grants = set()
+    for event in (properties.get("Events") or {}).values():
+        on_failure = (event.get("Properties", {}).get("DestinationConfig") or {}).get("OnFailure")
+        if on_failure and on_failure["Type"] == "SQS":
+            grants.add(("sqs:SendMessage", resolve(on_failure["Destination"], context)))
+    return grants
+
+
+def _resolved_statements(template: Template, logical_id: str) -> list[dict[str, Any]]:
+    """The role's statements under every OpenSearch scenario (so both sides of each If)."""
+    found = []
+    for parameters in OPENSEARCH_SCENARIOS.values():
+        context = _symbolic_context(template, parameters)
+        policies = resolve(template.resources[logical_id]["Properties"]["Policies"], context)
+        found.extend(_statements(policies))
+    return found
+
+
+def granted(template: Template, logical_id: str) -> set[Grant]:
+    """(effective action, resource) pairs of a function's or state machine's role."""
+    grants: set[Grant] = set()
+    for statement in _resolved_statements(template, logical_id):
+        assert statement["Effect"] == "Allow", (logical_id, statement)
+        assert {"NotAction", "NotResource"}.isdisjoint(statement), (logical_id, statement)
+        actions = [
+            EXACT_WILDCARD_ACTIONS.get(action, action) for action in _as_list(statement["Action"])
+        ]
+        resources = [_resource_key(resource) for resource in _as_list(statement["Resource"])]
+        grants |= _grants(actions, resources)
+    properties = template.resources[logical_id]["Properties"]
+    return grants | _event_grants(properties, _symbolic_context(template, {}))
+
+
+def _roles(template: Template) -> list[str]:
+    return [
+        logical_id
+        for logical_id, resource in template.resources.items()
+        if resource["Type"] in ("AWS::Serverless::Function", "AWS::Serverless::StateMachine")
+    ]
+
+
+# ---------------------------------------------------------------------------- tests
+
+
+def test_every_function_and_state_machine_has_a_contract(template: Template):
+    assert set(_roles(template)) == set(CONTRACT)
+
+
+@pytest.mark.parametrize("logical_id", sorted(CONTRACT))
+def test_grants_stay_within_the_contract(template: Template, logical_id: str):
+    assert granted(template, logical_id) - CONTRACT[logical_id] == set()
+
+
+@pytest.mark.parametrize("logical_id", sorted(CONTRACT))
+def test_what_the_code_needs_is_granted(template: Template, logical_id: str):
+    assert CONTRACT[logical_id] - granted(template, logical_id) == set()
+
+
+#: The writes and side effects the services are for, stated on their own: a contract (and
+#: a template) that lost one of them would pass the equality tests above.
+ESSENTIAL_NEEDS: dict[str, set[Grant]] = {
+    "ScoreLeadFunction": {("dynamodb:UpdateItem", "ProspectsTable")},
+    "ScoreProspectsBatchFunction": {
+        ("dynamodb:BatchGetItem", "ProspectsTable"),
+        ("dynamodb:UpdateItem", "ProspectsTable"),
+    },
+    "ScheduledLeadScoringFunction": {
+        ("dynamodb:Query", "WorkspacesTable/index/*"),
+        ("sqs:SendMessage", "BulkScoreLeadsQueue"),
+    },
+    "IndexDocumentFunction": {
+        ("dynamodb:UpdateItem", "KnowledgeTable"),
+        ("bedrock:InvokeModel", "foundation-model/amazon.titan-embed-text-v2:0"),
+        ("es:ESHttpPost", "OpenSearchDomain/_bulk"),
+    },
+    "IndexDocumentsBatchFunction": {
+        ("dynamodb:BatchGetItem", "KnowledgeTable"),
+        ("dynamodb:UpdateItem", "KnowledgeTable"),
+        ("bedrock:InvokeModel", "foundation-model/amazon.titan-embed-text-v2:0"),
+    },
+    "KnowledgeStreamFunction": {
+        ("es:ESHttpPost", "OpenSearchDomain/crmjobs-chunks/*"),
+        ("aoss:APIAccessAll", f"collection/{COLLECTION_ID}"),
+    },
+    "TriggerApiFunction": {
+        ("dynamodb:PutItem", "RunsTable"),
+        ("dynamodb:PutItem", "IdempotencyTable"),
+        ("dynamodb:Query", "RunsTable/index/*"),
+        ("scheduler:CreateSchedule", "schedule/ScheduleGroup/run-*"),
+        ("scheduler:DeleteSchedule", "schedule/ScheduleGroup/run-*"),
+        ("iam:PassRole", "SchedulerRole"),
+    },
+    "BulkIndexDocumentsFunction": {("states:StartExecution", "BulkIndexDocumentsStateMachine")},
+}
+
+
+@pytest.mark.parametrize("logical_id", sorted(ESSENTIAL_NEEDS))
+def test_essential_needs_are_in_the_contract_and_granted(template: Template, logical_id: str):
+    needs = ESSENTIAL_NEEDS[logical_id]
+    assert needs - CONTRACT[logical_id] == set()
+    assert needs - granted(template, logical_id) == set()
+
+
+def test_only_the_trigger_api_schedules_and_only_index_steps_touch_the_index(template: Template):
+    """Scheduled scoring never delays its runs; the bulk starters leave the items to the
+    state machine's steps."""
+    for logical_id in _roles(template):
+        grants = granted(template, logical_id)
+        if logical_id != "TriggerApiFunction":
+            assert not any(action.startswith("scheduler:") for action, _ in grants), logical_id
+    for logical_id in ("BulkIndexDocumentsFunction", "ReindexAllDocumentsFunction"):
+        grants = granted(template, logical_id)
+        assert not any(resource == "KnowledgeTable" for _, resource in grants), logical_id
+        assert not any(action.startswith(("es:", "aoss:")) for action, _ in grants), logical_id
+
+
+def test_no_scan_batch_write_or_wildcard_action(template: Template):
+    for logical_id in _roles(template):
+        for statement in _resolved_statements(template, logical_id):
+            for action in _as_list(statement["Action"]):
+                assert action not in ("dynamodb:Scan", "dynamodb:BatchWriteItem"), logical_id
+                assert "*" not in action or action in EXACT_WILDCARD_ACTIONS, (logical_id, action)
+
+
+def test_no_delete_outside_the_idempotency_records(template: Template):
+    deletes = {
+        (logical_id, resource)
+        for logical_id in _roles(template)
+        for action, resource in granted(template, logical_id)
+        if action == "dynamodb:DeleteItem"
+    }
+    assert deletes
+    assert {resource for _, resource in deletes} == {"IdempotencyTable"}
+    assert not any(resource in ENTITY_TABLES for _, resource in deletes)
+
+
+def test_indexes_are_only_queried_and_wildcards_only_where_iam_has_no_resource(
+    template: Template,
+):
+    for logical_id in _roles(template):
+        for action, resource in granted(template, logical_id):
+            if "/index/" in resource:
+                assert action == "dynamodb:Query", (logical_id, action, resource)
+            if resource == "*":
+                assert action in RESOURCELESS_ACTIONS, (logical_id, action)
+
+
+def test_the_scheduler_role_is_passed_to_scheduler_only(template: Template):
+    passing = []
+    for logical_id in _roles(template):
+        for statement in _resolved_statements(template, logical_id):
+            if "iam:PassRole" in _as_list(statement["Action"]):
+                passing.append(logical_id)
+                assert statement["Resource"] == "SchedulerRole"
+                assert statement["Condition"] == {
+                    "StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}
+                }
+    assert set(passing) == {"TriggerApiFunction"}
+
+
+def test_vector_index_paths_name_the_configured_index(template: Template):
+    index = template.function_globals["Environment"]["Variables"]["OPENSEARCH_INDEX"]
+    paths = {
+        resource.split("/", 1)[1]
+        for logical_id in _roles(template)
+        for action, resource in granted(template, logical_id)
+        if action.startswith("es:")
+    }
+    assert paths == {index, f"{index}/*", "_bulk", f"*/{index}", f"*/{index}/*", "*/_bulk"}
+
+
+def test_serverless_grant_names_the_endpoints_collection(template: Template):
+    """The collection id is the endpoint's first host label."""
+    context = _symbolic_context(template, OPENSEARCH_SCENARIOS["existing Serverless collection"])
+    policies = resolve(
+        template.resources["IndexDocumentFunction"]["Properties"]["Policies"], context
+    )
+    arns = {
+        statement["Resource"]
+        for statement in _statements(policies)
+        if statement["Action"] == "aoss:APIAccessAll"
+    }
+    assert arns == {f"arn:aws:aoss:{REGION}:{ACCOUNT}:collection/{COLLECTION_ID}"}
+
+
+def _sam_policy_templates_file() -> Path | None:
+    found = glob.glob(
+        str(
+            REPO_ROOT
+            / ".venv-sam/lib/python*/site-packages/samtranslator/policy_templates_data"
+            / "policy_templates.json"
+        )
+    )
+    return Path(found[0]) if found else None
+
+
+def test_policy_template_table_matches_sam():
+    path = _sam_policy_templates_file()
+    if path is None:
+        pytest.skip("SAM CLI is not installed in .venv-sam (make sam-venv)")
+    definitions = json.loads(path.read_text())["Templates"]
+    for name, (actions, resource_parameter) in SAM_POLICY_TEMPLATES.items():
+        template_definition = definitions[name]
+        statements = template_definition["Definition"]["Statement"]
+        assert [statement["Action"] for statement in statements] == [list(actions)], name
+        assert list(template_definition["Parameters"]) == [resource_parameter], name
