@@ -50,6 +50,19 @@ WINDOWED_RUNS = 5
 MODES = ("service", "handler", "runtime")
 
 
+_not_counting = threading.local()
+
+
+@contextmanager
+def uncounted() -> Iterator[None]:
+    """This thread's AWS requests inside the block are left out (a bench waiting on a run)."""
+    _not_counting.active = True
+    try:
+        yield
+    finally:
+        _not_counting.active = False
+
+
 @contextmanager
 def counting_aws_requests() -> Iterator[Counter[str]]:
     """Count every AWS API call made in this process (any thread), as "service:Operation"."""
@@ -58,8 +71,9 @@ def counting_aws_requests() -> Iterator[Counter[str]]:
     original = botocore.client.BaseClient._make_api_call
 
     def counted(self, operation_name, api_params):
-        with lock:
-            counts[f"{self.meta.service_model.service_name}:{operation_name}"] += 1
+        if not getattr(_not_counting, "active", False):
+            with lock:
+                counts[f"{self.meta.service_model.service_name}:{operation_name}"] += 1
         return original(self, operation_name, api_params)
 
     botocore.client.BaseClient._make_api_call = counted

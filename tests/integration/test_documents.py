@@ -106,7 +106,7 @@ def test_bulk_index_fans_out_and_force_reindexes(stack, workspace):
     _item(workspace.id, "empty", "")
     run = client.trigger("bulk-index-documents", {"workspaceId": workspace.id})
     stack.source_for_task("bulk-index-documents").poll_once()
-    done = client.retrieve(run.id)
+    done = client.wait(run.id, timeout=300)
     assert done.status == "COMPLETED", done.error
     assert done.output == {
         "processed": 13,
@@ -121,10 +121,10 @@ def test_bulk_index_fans_out_and_force_reindexes(stack, workspace):
 
     again = client.trigger("bulk-index-documents", {"workspaceId": workspace.id})
     stack.source_for_task("bulk-index-documents").poll_once()
-    assert client.retrieve(again.id).output["processed"] == 1  # only the failed one is due
+    assert client.wait(again.id, timeout=120).output["processed"] == 1  # only the failed one is due
 
     full = client.trigger("reindex-all-documents", {"workspaceId": workspace.id})
     stack.source_for_task("reindex-all-documents").poll_once()
-    output = client.retrieve(full.id).output
+    output = client.wait(full.id, timeout=300).output
     assert output["indexed"] == 12 and output["failed"] == 1
     assert _chunks(workspace.id) == 12

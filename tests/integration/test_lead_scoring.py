@@ -3,6 +3,7 @@ state machine under moto, and the nightly job fired twice."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 from crmjobs import client
@@ -60,7 +61,7 @@ def test_bulk_scoring_through_the_state_machine(stack, workspace):
     _seed(other.id, 3)
     run = client.trigger("bulk-score-leads", {"workspaceId": workspace.id})
     stack.source_for_task("bulk-score-leads").poll_once()
-    done = client.retrieve(run.id)
+    done = client.wait(run.id, timeout=300)
     assert done.status == "COMPLETED", done.error
     assert done.output == {
         "processed": 1200,
@@ -76,7 +77,7 @@ def test_bulk_scoring_through_the_state_machine(stack, workspace):
 
     again = client.trigger("bulk-score-leads", {"workspaceId": workspace.id})
     stack.source_for_task("bulk-score-leads").poll_once()
-    assert client.retrieve(again.id).output == {"pages": 2, "listed": 1200}
+    assert client.wait(again.id, timeout=120).output == {"pages": 2, "listed": 1200}
 
 
 def test_nightly_job_fired_twice_starts_one_bulk_run_per_workspace(stack, workspace):
@@ -97,3 +98,31 @@ def test_nightly_job_fired_twice_starts_one_bulk_run_per_workspace(stack, worksp
     bulk = client.list_runs(workspace.id, task="bulk-score-leads")
     assert len(bulk) == 1 and f"day:{first['date']}" in bulk[0].tags
     assert client.list_runs(inactive.id) == []
+
+
+def test_failing_bulk_run_is_retried_then_dead_lettered(stack, workspace, monkeypatch):
+    from crmjobs.adapters.aws import client as aws_client
+    from crmjobs.config import dead_letter_queue_url
+
+    _seed(workspace.id, 5)
+
+    def unavailable(*args, **kwargs):
+        raise ConnectionError("DynamoDB unavailable")
+
+    monkeypatch.setattr(Prospect, "batch_get", unavailable)
+    run = client.trigger("bulk-score-leads", {"workspaceId": workspace.id})
+    source = stack.source_for_task("bulk-score-leads")
+    source.poll_once()
+    deadline = time.monotonic() + 120
+    while client.retrieve(run.id).status != "FAILED" and time.monotonic() < deadline:
+        source.poll_once()  # the retry's message, once the first execution failed
+    failed = client.retrieve(run.id)
+    assert (failed.status, failed.attempts) == ("FAILED", 2)
+    assert "DynamoDB unavailable" in failed.error["message"]
+    assert failed.execution == f"{run.id}-2"
+    dead = aws_client("sqs").receive_message(
+        QueueUrl=dead_letter_queue_url("bulk-score-leads"),
+        MaxNumberOfMessages=10,
+        MessageAttributeNames=["All"],
+    )["Messages"]
+    assert run.id in {m["MessageAttributes"]["runId"]["StringValue"] for m in dead}

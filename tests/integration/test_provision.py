@@ -340,7 +340,10 @@ def test_provisions_the_real_template(aws):
         dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
             "Attributes"
         ]["QueueArn"]
-        assert redrive == {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": task.attempts}
+        assert redrive == {
+            "deadLetterTargetArn": dlq_arn,
+            "maxReceiveCount": task.max_receive_count,
+        }
     tables = set(resources.tables.values())
     table_variables = [name for name in environment if name.endswith("_TABLE")]
     assert len(table_variables) == 12

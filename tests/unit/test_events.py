@@ -29,7 +29,7 @@ from crmjobs import api, client
 from crmjobs.local.context import LambdaContext
 from crmjobs.local.template import DynamoDbStreamEventSource, SqsEventSource, Template
 from crmjobs.schemas import parse_payload
-from crmjobs.services.fanout import BatchInput, PageState
+from crmjobs.services.fanout import BatchInput, FinishInput, PageState
 from crmjobs.tasks import TASKS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -42,6 +42,7 @@ TASK_BY_QUEUE = {f"{task.resource_prefix}Queue": task.name for task in TASKS.val
 STEP_INPUT_BY_SUBSTITUTION = {
     "ListPageFunctionArn": PageState,
     "ProcessBatchFunctionArn": BatchInput,
+    "FinishBulkRunFunctionArn": FinishInput,
 }
 RUN_ID = re.compile(r"^run_[0-9a-f]{32}$")
 #: The client functions the HTTP routes end in; a route reaching one proves it resolved.

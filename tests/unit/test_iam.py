@@ -132,10 +132,9 @@ TITAN_EMBEDDINGS = {("bedrock:InvokeModel", "foundation-model/amazon.titan-embed
 
 
 def _paged_fanout(page_function: str, batch_function: str) -> set[Grant]:
-    """statemachines/paged_fanout.asl.json: invoke its two steps, deliver error logs."""
-    return _grants(("lambda:InvokeFunction",), [page_function, batch_function]) | _grants(
-        sorted(RESOURCELESS_ACTIONS), ["*"]
-    )
+    """statemachines/paged_fanout.asl.json: invoke its three steps, deliver error logs."""
+    steps = [page_function, batch_function, "FinishBulkRunFunction"]
+    return _grants(("lambda:InvokeFunction",), steps) | _grants(sorted(RESOURCELESS_ACTIONS), ["*"])
 
 
 CONTRACT: dict[str, set[Grant]] = {
@@ -197,6 +196,18 @@ CONTRACT: dict[str, set[Grant]] = {
         ("scheduler:CreateSchedule", "scheduler:DeleteSchedule"), ["schedule/ScheduleGroup/run-*"]
     )
     | {("iam:PassRole", "SchedulerRole")},
+    # runtime.finish_detached_run: the run (get, complete / retry / fail), its slot back,
+    # a retry's message to the bulk task's queue or the dead-lettered one to its DLQ.
+    "FinishBulkRunFunction": _grants(("dynamodb:GetItem", "dynamodb:UpdateItem"), ["RunsTable"])
+    | {("dynamodb:UpdateItem", "ConcurrencyTable")}
+    | _grants(
+        ("sqs:SendMessage",),
+        [
+            f"{prefix}{queue}"
+            for prefix in ("BulkScoreLeads", "BulkIndexDocuments", "ReindexAllDocuments")
+            for queue in ("Queue", "DeadLetterQueue")
+        ],
+    ),
     "BulkScoreLeadsStateMachine": _paged_fanout(
         "ListProspectsPageFunction", "ScoreProspectsBatchFunction"
     ),

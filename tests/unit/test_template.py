@@ -100,7 +100,7 @@ def test_task_queue_dead_letters_after_the_tasks_attempts(template: Template, ta
     assert redrive["deadLetterTargetArn"] == _get_att(
         f"{task.resource_prefix}DeadLetterQueue", "Arn"
     )
-    assert redrive["maxReceiveCount"] == task.attempts
+    assert redrive["maxReceiveCount"] == task.max_receive_count
     assert queue["Properties"]["VisibilityTimeout"] >= (
         VISIBILITY_TIMEOUT_FACTOR * TASK_TIMEOUT_SECONDS
     )

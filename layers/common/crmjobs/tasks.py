@@ -22,6 +22,14 @@ class TaskSpec:
     attempts: int
 
     @property
+    def max_receive_count(self) -> int:
+        """The queue's redrive limit: one receive more than the attempts, so the delivery
+        after a lost last attempt (a timeout or crash) reaches the runtime, which records
+        the run FAILED and dead-letters the message itself. SQS's redrive stays the net
+        for messages the runtime never sees."""
+        return self.attempts + 1
+
+    @property
     def env_suffix(self) -> str:
         """`score-lead` -> `SCORE_LEAD`, as used in QUEUE_URL_* / DLQ_URL_* variables."""
         return self.name.upper().replace("-", "_")
