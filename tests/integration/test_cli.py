@@ -20,6 +20,7 @@ from crmjobs import cli, client, runtime
 from crmjobs.adapters.aws import client as aws_client
 from crmjobs.config import dead_letter_queue_url
 from crmjobs.errors import NotFound
+from crmjobs.local.stack import reset_cached_clients
 from crmjobs.models import KnowledgeItem, Prospect, Workspace
 from crmjobs.tasks import TASKS
 
@@ -37,13 +38,13 @@ def served(tmp_path_factory):
     stack = LocalStack(ROOT / "template.yaml", data_dir=data_dir)
     stack.start()
     try:
-        cli.reset_clients()  # models may hold connections made for an earlier module's moto
+        reset_cached_clients()  # models may hold connections made for an earlier module's moto
         cli.write_endpoint_file(stack)
         stack.serve()
         yield stack
     finally:
         stack.stop()
-        cli.reset_clients()
+        reset_cached_clients()
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from opensearchpy import Connection, OpenSearch, RequestsHttpConnection, Transpo
 
 from crmjobs.adapters import vector_index
 from crmjobs.adapters.vector_index import (
+    STOP_WORDS,
     ChunkRecord,
     LocalVectorIndex,
     OpenSearchVectorIndex,
@@ -579,7 +580,22 @@ def test_local_keyword_leg_ignores_query_syntax(tmp_path) -> None:
 # --------------------------------------------------------------------------- OpenSearch wire
 
 EXPECTED_INDEX_BODY = {
-    "settings": {"index": {"knn": True}},
+    "settings": {
+        "index": {"knn": True},
+        "analysis": {
+            "filter": {
+                "crmjobs_stop": {"type": "stop", "stopwords": sorted(STOP_WORDS)},
+                "crmjobs_stemmer": {"type": "stemmer", "language": "porter"},
+            },
+            "analyzer": {
+                "crmjobs_english": {
+                    "type": "custom",
+                    "tokenizer": "standard",
+                    "filter": ["lowercase", "crmjobs_stop", "crmjobs_stemmer"],
+                }
+            },
+        },
+    },
     "mappings": {
         "properties": {
             "workspaceId": {"type": "keyword"},
@@ -588,8 +604,8 @@ EXPECTED_INDEX_BODY = {
             "mimeType": {"type": "keyword"},
             "fileName": {"type": "keyword"},
             "generation": {"type": "keyword"},
-            "title": {"type": "text"},
-            "text": {"type": "text"},
+            "title": {"type": "text", "analyzer": "crmjobs_english"},
+            "text": {"type": "text", "analyzer": "crmjobs_english"},
             "chunkIndex": {"type": "integer"},
             "totalChunks": {"type": "integer"},
             "vector": {
@@ -956,3 +972,22 @@ def test_query_vectors_must_be_non_zero() -> None:
     assert math.isclose(
         sum(x * x for x in vector_index.unit_vector(axis(1, tilt=2), DIMENSION)), 1.0
     )
+
+
+def test_local_keyword_leg_stems_and_skips_question_words(tmp_path):
+    """A question's helper words do not rank a chunk; "cost" finds "costs"."""
+    index = LocalVectorIndex(tmp_path / "vectors.sqlite3", DIMENSION)
+    same_vector = [1.0] + [0.0] * (DIMENSION - 1)
+    texts = {
+        "support": "How does support work? It answers how-to questions and does it fast.",
+        "pricing": "The starter plan costs 900 dollars a month per robot.",
+    }
+    for item_id, text in texts.items():
+        index.replace_item_chunks(
+            "ws-1",
+            item_id,
+            [ChunkRecord("ws-1", item_id, item_id, text, 0, 1, "text", None, None, same_vector)],
+        )
+    hits = index.search("ws-1", "how much does it cost", same_vector, k=2)
+    assert hits[0].item_id == "pricing"
+    index.close()

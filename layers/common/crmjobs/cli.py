@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from crmjobs.local.stack import reset_cached_clients
 from crmjobs.tasks import TASKS
 
 ENDPOINT_FILE = "endpoint.json"
@@ -68,11 +69,11 @@ class Target:
 
 def local_environment(stack: Any) -> dict[str, str]:
     """What a process needs to act on a running LocalStack: endpoint, names and settings."""
-    from crmjobs.local.stack import _CREDENTIALS
+    from crmjobs.local.stack import LOCAL_CREDENTIALS
 
     assert stack.resources is not None and stack.endpoint_url is not None
     return {
-        **_CREDENTIALS,
+        **LOCAL_CREDENTIALS,
         "AWS_ENDPOINT_URL": stack.endpoint_url,
         **stack.resources.environment(),
         **stack.settings,
@@ -246,25 +247,6 @@ def resolve_target(args: argparse.Namespace) -> Target:
     return deployed_target(args) if args.stack else dev_server_target(args.data_dir)
 
 
-def _model_classes(base: type) -> Iterator[type]:
-    for subclass in base.__subclasses__():
-        yield subclass
-        yield from _model_classes(subclass)
-
-
-def reset_clients() -> None:
-    """Forget every client made for another endpoint: boto3's, and PynamoDB's per-model
-    connections (PynamoDB reconnects only when a table name changes, and local stacks
-    reuse the same names)."""
-    from pynamodb.models import Model
-
-    from crmjobs.local.stack import _reset_cached_clients
-
-    _reset_cached_clients()
-    for model in _model_classes(Model):
-        model._connection = None
-
-
 @contextmanager
 def applied(target: Target) -> Iterator[Target]:
     """The target's environment in os.environ while the command runs (restored after)."""
@@ -272,13 +254,13 @@ def applied(target: Target) -> Iterator[Target]:
     os.environ.update(target.environment)
     for name in target.unresolved:  # not in this stack: no leftover from the shell applies
         os.environ.pop(name, None)
-    reset_clients()
+    reset_cached_clients()
     try:
         yield target
     finally:
         os.environ.clear()
         os.environ.update(saved)
-        reset_clients()
+        reset_cached_clients()
 
 
 # --------------------------------------------------------------------------- output helpers
@@ -730,9 +712,6 @@ def cmd_invoke(args: argparse.Namespace, console: Any) -> int:
     if target is not None:
         result = _invoke_on_dev_server(target, args.function, event)
     else:
-        # In-process moto serves only the default endpoints: an ambient one would misdirect.
-        for name in [name for name in os.environ if name.startswith("AWS_ENDPOINT_URL")]:
-            del os.environ[name]
         os.environ.update(QUIET_SETTINGS)
         with tempfile.TemporaryDirectory(prefix="crmjobs-invoke-") as data_dir:
             with LocalStack(args.template, data_dir=Path(data_dir), in_process=True) as stack:

@@ -235,10 +235,19 @@ def replay(run_id: str, workspace_id: str | None = None) -> RunView:
 
 
 def wait(run_id: str, *, timeout: float = 60, poll: float = 0.2) -> RunView:
-    """Poll until the run is finished (COMPLETED, FAILED or CANCELED) or the timeout passes."""
+    """Poll until the run is finished (COMPLETED, FAILED or CANCELED) or the timeout passes.
+
+    A run not recorded yet (a plain message or a schedule's, before its first delivery)
+    is waited for too; NotFound only when it still does not exist at the timeout.
+    """
     deadline = time.monotonic() + timeout
     while True:
-        view = retrieve(run_id)
-        if view.status in ledger.FINISHED or time.monotonic() >= deadline:
-            return view
+        try:
+            view = retrieve(run_id)
+        except NotFound:
+            if time.monotonic() >= deadline:
+                raise
+        else:
+            if view.status in ledger.FINISHED or time.monotonic() >= deadline:
+                return view
         time.sleep(poll)

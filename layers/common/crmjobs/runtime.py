@@ -42,7 +42,7 @@ from crmjobs.client import message_body
 from crmjobs.errors import PermanentError
 from crmjobs.ledger import FINISHED, RunConflict, RunStatus
 from crmjobs.models import Run
-from crmjobs.observability import logger, metrics, tracer
+from crmjobs.observability import count, logger, tracer
 from crmjobs.schemas import Payload, parse_payload
 from crmjobs.tasks import SYSTEM_WORKSPACE, TaskSpec, get_task
 
@@ -203,7 +203,7 @@ def _requeue(task: TaskSpec, record: SQSRecord, run: Run) -> None:
         MessageGroupId=run.workspace_id,
         MessageAttributes={"slotWaits": {"DataType": "Number", "StringValue": str(count)}},
     )
-    metrics.add_metric(name="RunsWaitingForSlot", unit=MetricUnit.Count, value=1)
+    count("RunsWaitingForSlot", task.name)
 
 
 def _dead_letter(task: TaskSpec, body: str, run: Run, error: str) -> None:
@@ -222,7 +222,7 @@ def _fail_for_good(task: TaskSpec, run: Run, body: str, error: str, kind: str) -
     failed send leaves the run to be retried), then the run is FAILED."""
     _dead_letter(task, body, run, error)
     ledger.fail(run, f"{error} (after {int(run.attempts)} attempts)", kind)
-    metrics.add_metric(name="RunsFailed", unit=MetricUnit.Count, value=1)
+    count("RunsFailed", task.name)
 
 
 def _retry(task: TaskSpec, record: SQSRecord, seconds: int) -> None:
@@ -255,7 +255,7 @@ def process_record(
         limit = concurrency.limit_for(run.workspace_id)
     except PermanentError as exc:
         ledger.fail(run, str(exc), type(exc).__name__)
-        metrics.add_metric(name="RunsFailed", unit=MetricUnit.Count, value=1)
+        count("RunsFailed", task.name)
         return
     if ledger.attempt_lost(run) and int(run.attempts) >= task.attempts:
         error = f"attempt {int(run.attempts)} was lost (timed out or crashed)"
@@ -295,7 +295,7 @@ def _attempt(task, service, record, run, payload, lambda_context) -> bool:
     except PermanentError as exc:
         logger.warning("run failed permanently", extra={"error": str(exc)})
         ledger.fail(run, str(exc), type(exc).__name__)
-        metrics.add_metric(name="RunsFailed", unit=MetricUnit.Count, value=1)
+        count("RunsFailed", task.name)
         return False
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
@@ -307,16 +307,14 @@ def _attempt(task, service, record, run, payload, lambda_context) -> bool:
         logger.warning("attempt failed; retrying", extra={"attempt": attempt, "delay": delay})
         ledger.retry_later(run, error, type(exc).__name__)
         _retry(task, record, delay)
-        metrics.add_metric(name="RunsRetried", unit=MetricUnit.Count, value=1)
+        count("RunsRetried", task.name)
         raise
     if isinstance(output, Detached):
         ledger.detach(run, output.execution)
         return True
     ledger.complete(run, output)
-    metrics.add_metric(name="RunsCompleted", unit=MetricUnit.Count, value=1)
-    metrics.add_metric(
-        name="RunDuration", unit=MetricUnit.Milliseconds, value=(time.monotonic() - started) * 1000
-    )
+    count("RunsCompleted", task.name)
+    count("RunDuration", task.name, (time.monotonic() - started) * 1000, MetricUnit.Milliseconds)
     return False
 
 
@@ -332,7 +330,7 @@ def finish_detached_run(run_id: str, *, output: Any = None, error: str | None = 
     try:
         if error is None:
             ledger.complete(run, output)
-            metrics.add_metric(name="RunsCompleted", unit=MetricUnit.Count, value=1)
+            count("RunsCompleted", task.name)
         elif int(run.attempts) >= task.attempts:
             _fail_for_good(task, run, message_body(run), error, "StateMachineFailed")
         else:
@@ -343,7 +341,7 @@ def finish_detached_run(run_id: str, *, output: Any = None, error: str | None = 
                 DelaySeconds=backoff_seconds(int(run.attempts)),
                 MessageGroupId=run.workspace_id,
             )
-            metrics.add_metric(name="RunsRetried", unit=MetricUnit.Count, value=1)
+            count("RunsRetried", task.name)
     finally:
         concurrency.release(run.workspace_id, run.id)
 
@@ -354,10 +352,7 @@ def sqs_task_handler(task_name: str, service: Service) -> Callable[[dict, Any], 
 
     @logger.inject_lambda_context(clear_state=True)
     @tracer.capture_lambda_handler(capture_response=False)
-    @metrics.log_metrics(raise_on_empty_metrics=False)
     def handler(event: dict, context: Any) -> dict:
-        metrics.add_dimension(name="task", value=task.name)
-
         def record_handler(record: SQSRecord) -> None:
             process_record(task, service, record, context)
 

@@ -124,9 +124,23 @@ def candidates_per_leg(k: int) -> int:
     return max(4 * k, 20)
 
 
+#: Words the keyword leg ignores: Lucene's English stop words plus the question and
+#: helper words of the questions agents ask ("how much does it cost"), which would
+#: otherwise rank any chunk that says "how" or "does". Both backends use this one list.
+STOP_WORDS = frozenset(
+    "a an and are as at be but by for if in into is it no not of on or such that the their"
+    " then there these they this to was will with"
+    " about can could did do does get has have how i me much many my our should"
+    " what when where which who why would you your".split()
+)
+TEXT_ANALYZER = "crmjobs_english"
+
+
 def query_terms(text: str) -> list[str]:
     """Lower-cased word tokens, first occurrence order, split like FTS5's unicode61."""
-    return list(dict.fromkeys(_TOKEN.findall(text.lower())))
+    return list(
+        dict.fromkeys(term for term in _TOKEN.findall(text.lower()) if term not in STOP_WORDS)
+    )
 
 
 def unit_vector(vector: Sequence[float], dimension: int) -> list[float]:
@@ -204,8 +218,25 @@ def opensearch_index_body(dimension: int) -> dict[str, Any]:
     a small workspace still gets its k nearest chunks.
     """
     keyword = {"type": "keyword"}
+    text = {"type": "text", "analyzer": TEXT_ANALYZER}
     return {
-        "settings": {"index": {"knn": True}},
+        "settings": {
+            "index": {"knn": True},
+            # The local backend's keyword leg, in OpenSearch terms: stop words, Porter stems.
+            "analysis": {
+                "filter": {
+                    "crmjobs_stop": {"type": "stop", "stopwords": sorted(STOP_WORDS)},
+                    "crmjobs_stemmer": {"type": "stemmer", "language": "porter"},
+                },
+                "analyzer": {
+                    TEXT_ANALYZER: {
+                        "type": "custom",
+                        "tokenizer": "standard",
+                        "filter": ["lowercase", "crmjobs_stop", "crmjobs_stemmer"],
+                    }
+                },
+            },
+        },
         "mappings": {
             "properties": {
                 "workspaceId": keyword,
@@ -214,8 +245,8 @@ def opensearch_index_body(dimension: int) -> dict[str, Any]:
                 "mimeType": keyword,
                 "fileName": keyword,
                 "generation": keyword,
-                "title": {"type": "text"},
-                "text": {"type": "text"},
+                "title": text,
+                "text": text,
                 "chunkIndex": {"type": "integer"},
                 "totalChunks": {"type": "integer"},
                 "vector": {
@@ -583,7 +614,11 @@ CREATE TABLE IF NOT EXISTS workspace_versions (
 );
 """
 
-_FTS5_SCHEMA = "CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(title, text);"
+#: Porter stemming, as the OpenSearch analyzer ("costs" finds "cost").
+_FTS5_SCHEMA = (
+    "CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts"
+    " USING fts5(title, text, tokenize = 'porter unicode61');"
+)
 
 _TERMS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS chunk_terms (

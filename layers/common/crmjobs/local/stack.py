@@ -11,6 +11,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -38,9 +39,11 @@ LOCAL_SETTINGS = {
     "EMBEDDINGS_BACKEND": "local",
     "VECTOR_BACKEND": "local",
     "POWERTOOLS_TRACE_DISABLED": "true",
+    # EMF metrics are CloudWatch's; locally they would only clutter the output.
+    "POWERTOOLS_METRICS_DISABLED": "true",
     "POWERTOOLS_LOG_LEVEL": "WARNING",
 }
-_CREDENTIALS = {
+LOCAL_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_SESSION_TOKEN": "testing",
@@ -94,13 +97,13 @@ class LocalStack:
     def start(self) -> LocalStack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._saved_environ = dict(os.environ)
-        os.environ.update(_CREDENTIALS)
+        os.environ.update(LOCAL_CREDENTIALS)
         self._start_moto()
         self.resources = provision(
             self.template, endpoint_url=self.endpoint_url, parameters=self.parameters
         )
         os.environ.update({**self.resources.environment(), **self.settings})
-        _reset_cached_clients()
+        reset_cached_clients()
         self._bridge = LambdaBridge(
             region=self.resources.region,
             account_id=self.resources.account_id,
@@ -119,6 +122,9 @@ class LocalStack:
         if self.in_process:
             from moto import mock_aws
 
+            # In-process moto serves only the default endpoints: an ambient one misdirects.
+            for name in [name for name in os.environ if name.startswith("AWS_ENDPOINT_URL")]:
+                del os.environ[name]
             self._mock = mock_aws(config=MOTO_CONFIG)
             self._mock.start()
             return
@@ -148,7 +154,7 @@ class LocalStack:
             os.environ.clear()
             os.environ.update(self._saved_environ)
             self._saved_environ = None
-        _reset_cached_clients()
+        reset_cached_clients()
 
     def __enter__(self) -> LocalStack:
         return self.start()
@@ -255,12 +261,12 @@ class LocalStack:
     def stop_serving(self) -> None:
         if not self._serving:
             return
-        for source in self.sources.values():
-            source.stop()
-        for stream in self.streams:
-            stream.stop()
+        # Stopped side by side: each waits out its long poll.
+        stoppers = [*self.sources.values(), *self.streams]
         if self.scheduler is not None:
-            self.scheduler.stop()
+            stoppers.append(self.scheduler)
+        with ThreadPoolExecutor(max_workers=len(stoppers)) as pool:
+            list(pool.map(lambda stoppable: stoppable.stop(), stoppers))
         self._outbox_stop.set()
         if self._outbox_thread is not None:
             self._outbox_thread.join(timeout=5)
@@ -286,9 +292,18 @@ class LocalStack:
         return ran
 
 
-def _reset_cached_clients() -> None:
-    """Clients made for another endpoint must not be reused."""
+def reset_cached_clients() -> None:
+    """Forget every client made for another endpoint: boto3's, Powertools', and PynamoDB's
+    per-model connections (PynamoDB reconnects only when a table name changes, and local
+    stacks reuse the same names)."""
+    from pynamodb.models import Model
+
     from crmjobs import runtime
 
     aws._client.cache_clear()
     runtime._persistence_layer.cache_clear()
+    pending = list(Model.__subclasses__())
+    while pending:
+        model = pending.pop()
+        model._connection = None
+        pending.extend(model.__subclasses__())
