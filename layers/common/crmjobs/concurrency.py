@@ -1,7 +1,8 @@
 """Per-workspace concurrency by subscription tier, as leases in one DynamoDB item.
 
 A run takes a slot before it executes and gives it back after. A lease expires after the
-longest attempt, so a crashed attempt cannot hold a slot forever.
+longest attempt, so a crashed attempt cannot hold a slot forever; a bulk run that goes on
+in a state machine holds its slot for up to a day, until its last step gives it back.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from crmjobs.models.entities import SYSTEM_CONCURRENCY
 from crmjobs.tasks import SYSTEM_WORKSPACE, TASK_TIMEOUT_SECONDS
 
 LEASE_SECONDS = TASK_TIMEOUT_SECONDS + 60
+DETACHED_LEASE_SECONDS = 24 * 3600
 
 
 def limit_for(workspace_id: str) -> int:
@@ -74,6 +76,14 @@ def acquire(workspace_id: str, run_id: str, limit: int) -> bool:
         return True
     _prepare(workspace_id, now)
     return _take(workspace_id, run_id, limit, now)
+
+
+def extend(workspace_id: str, run_id: str, seconds: int) -> None:
+    """Keep the run's slot for `seconds` from now (a run that went on in a state machine)."""
+    ConcurrencySlots(id=workspace_id).update(
+        actions=[ConcurrencySlots.holders[run_id].set(int(time.time() + seconds))],
+        condition=ConcurrencySlots.holders[run_id].exists(),
+    )
 
 
 def release(workspace_id: str, run_id: str) -> None:

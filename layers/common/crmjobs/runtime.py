@@ -311,6 +311,7 @@ def _attempt(task, service, record, run, payload, lambda_context) -> bool:
         raise
     if isinstance(output, Detached):
         ledger.detach(run, output.execution)
+        concurrency.extend(run.workspace_id, run.id, concurrency.DETACHED_LEASE_SECONDS)
         return True
     ledger.complete(run, output)
     count("RunsCompleted", task.name)
