@@ -33,7 +33,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(ROOT / "tests" / "unit"))
-from local_runtime import by_service, counting_aws_requests, uncounted  # noqa: E402
+from aws_requests import by_service, counting_aws_requests, uncounted  # noqa: E402
 from test_vector_index import WireState, wire_client  # noqa: E402
 
 from crmjobs import client, config  # noqa: E402

@@ -12,13 +12,11 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import botocore.client
-
 sys.path.insert(0, str(Path(__file__).parent))
+from aws_requests import counting_aws_requests, uncounted  # noqa: E402
 from scoring_pure import measure_pure_scoring, synthetic_prospects  # noqa: E402
 
 from crmjobs import client  # noqa: E402
@@ -26,26 +24,6 @@ from crmjobs.local.stack import LocalStack  # noqa: E402
 from crmjobs.models import Prospect, Workspace  # noqa: E402
 
 WORKSPACE = "ws-bench"
-
-
-@contextmanager
-def counting_dynamodb_requests():
-    """Count every DynamoDB API call made in this process, by table and operation."""
-    counts: Counter[str] = Counter()
-    original = botocore.client.BaseClient._make_api_call
-
-    def counted(self, operation_name, api_params):
-        if self.meta.service_model.service_name == "dynamodb":
-            tables = api_params.get("RequestItems") or {api_params.get("TableName", "?"): 0}
-            for table in tables:
-                counts[f"{table.rsplit('-', 1)[-1]}.{operation_name}"] += 1
-        return original(self, operation_name, api_params)
-
-    botocore.client.BaseClient._make_api_call = counted
-    try:
-        yield counts
-    finally:
-        botocore.client.BaseClient._make_api_call = original
 
 
 def seed(count: int) -> None:
@@ -73,10 +51,11 @@ def bulk_run(stack: LocalStack) -> tuple[dict, float, Counter[str]]:
     """One bulk-score-leads run through its queue and state machine until the run is
     recorded COMPLETED; (output, seconds, DynamoDB requests)."""
     run = client.trigger("bulk-score-leads", {"workspaceId": WORKSPACE})
-    with counting_dynamodb_requests() as counts:
+    with counting_aws_requests() as counts:
         started = time.perf_counter()
         stack.source_for_task("bulk-score-leads").poll_once()
-        done = client.wait(run.id, timeout=3600, poll=0.5)
+        with uncounted():
+            done = client.wait(run.id, timeout=3600, poll=0.5)
         elapsed = time.perf_counter() - started
     if done.status != "COMPLETED":
         raise SystemExit(f"bulk run {done.status}: {done.error}")
@@ -92,15 +71,16 @@ def age_scores(hours: int) -> None:
 
 
 def report(label: str, output: dict, elapsed: float, counts: Counter[str], per: int) -> None:
-    prospects = sum(n for key, n in counts.items() if key.startswith("prospects."))
-    other = {key: n for key, n in counts.items() if not key.startswith("prospects.")}
+    dynamodb = {key: n for key, n in counts.items() if key.startswith("dynamodb:")}
+    prospects = {key: n for key, n in dynamodb.items() if key.endswith(":prospects")}
+    bookkeeping = {key: n for key, n in dynamodb.items() if key not in prospects}
+    total = sum(dynamodb.values())
     print(f"\n{label}")
     print(f"  output: {output}")
     print(f"  wall time: {elapsed:.1f} s ({per / elapsed:,.0f} prospects/s)")
-    print(f"  prospects table requests: {prospects} = {prospects / per:.4f} per prospect")
-    print(f"    {dict(c for c in counts.items() if c[0].startswith('prospects.'))}")
-    print("  run bookkeeping (ledger, slot, idempotency; runs.GetItem includes this script's")
-    print(f"  polling for the result): {sum(other.values())} requests {other}")
+    print(f"  DynamoDB requests: {total} = {total / per:.4f} per prospect")
+    print(f"    prospects table: {sum(prospects.values())} {prospects}")
+    print(f"    run bookkeeping (ledger, slot, idempotency): {sum(bookkeeping.values())}")
 
 
 def main() -> None:

@@ -24,17 +24,16 @@ import json
 import os
 import statistics
 import tempfile
-import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, redirect_stdout
+from collections.abc import Callable
+from contextlib import redirect_stdout
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import botocore.client
+from aws_requests import by_service, counting_aws_requests
 
 from crmjobs import client, ledger
 from crmjobs.local.event_sources import sqs_event
@@ -48,46 +47,6 @@ HANDLER_FUNCTION = "ScoreLeadFunction"
 WARM_UP_ROUNDS = 3
 WINDOWED_RUNS = 5
 MODES = ("service", "handler", "runtime")
-
-
-_not_counting = threading.local()
-
-
-@contextmanager
-def uncounted() -> Iterator[None]:
-    """This thread's AWS requests inside the block are left out (a bench waiting on a run)."""
-    _not_counting.active = True
-    try:
-        yield
-    finally:
-        _not_counting.active = False
-
-
-@contextmanager
-def counting_aws_requests() -> Iterator[Counter[str]]:
-    """Count every AWS API call made in this process (any thread), as "service:Operation"."""
-    counts: Counter[str] = Counter()
-    lock = threading.Lock()
-    original = botocore.client.BaseClient._make_api_call
-
-    def counted(self, operation_name, api_params):
-        if not getattr(_not_counting, "active", False):
-            with lock:
-                counts[f"{self.meta.service_model.service_name}:{operation_name}"] += 1
-        return original(self, operation_name, api_params)
-
-    botocore.client.BaseClient._make_api_call = counted
-    try:
-        yield counts
-    finally:
-        botocore.client.BaseClient._make_api_call = original
-
-
-def by_service(counts: Counter[str]) -> Counter[str]:
-    totals: Counter[str] = Counter()
-    for key, count in counts.items():
-        totals[key.split(":", 1)[0]] += count
-    return totals
 
 
 def seed_prospects(prefix: str, count: int) -> list[str]:
