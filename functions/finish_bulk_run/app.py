@@ -1,5 +1,6 @@
 """Bulk state machines' last step: record the run's outcome (totals or error), retry or
-dead-letter it, and give its concurrency slot back."""
+dead-letter it, and give its concurrency slot back. Also the target of the rule that
+reports executions which ended without reaching that step."""
 
 from crmjobs.observability import logger, tracer
 from crmjobs.services.fanout import FinishInput, finish_bulk_run
@@ -8,5 +9,6 @@ from crmjobs.services.fanout import FinishInput, finish_bulk_run
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler(capture_response=False)
 def handler(event, context):
-    finish_bulk_run(FinishInput.model_validate(event))
-    return {"recorded": event["runId"]}
+    finish = FinishInput.from_event(event)
+    finish_bulk_run(finish)
+    return {"recorded": finish.runId}

@@ -112,6 +112,7 @@ def test_bulk_index_fans_out_and_force_reindexes(stack, workspace):
         "processed": 13,
         "indexed": 12,
         "unchanged": 0,
+        "changed": 0,
         "failed": 1,
         "chunks": 12,
         "pages": 1,

@@ -15,6 +15,7 @@ def test_unemulated_resources_are_reported_by_name(stack):
     reported = {(item.logical_id, item.resource_type) for item in stack.resources.unsupported}
     assert ("OpenSearchDomain", "AWS::OpenSearchService::Domain") in reported
     assert ("Api", "AWS::ApiGatewayV2::Api") in reported
+    assert ("FinishBulkRunFunction.BulkRunEnded", "EventBridgeRule event") in reported
 
 
 def test_functions_run_with_their_own_environment_and_timeout(stack, monkeypatch):

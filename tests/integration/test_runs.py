@@ -226,7 +226,8 @@ def test_run_over_the_workspace_limit_waits_for_a_slot(stack, workspace):
     _prospect(free.id)
     assert concurrency.acquire(free.id, "run_other", 1)  # another run holds the only slot
     run = client.trigger("score-lead", {"workspaceId": free.id, "prospectId": "p-1"})
-    _drain(stack, "score-lead")
+    [outcome] = _drain(stack, "score-lead")
+    assert outcome.retried == []  # acknowledged: a delayed copy waits for the slot
     waiting = client.retrieve(run.id)
     assert waiting.status == "QUEUED" and waiting.attempts == 0
     concurrency.release(free.id, "run_other")

@@ -75,7 +75,7 @@ def _record(
         idempotency_key=request.idempotency_key,
         source=source,
         replay_of=replay_of,
-        run_at=(datetime.now(UTC) + delay).isoformat(timespec="seconds") if delay else None,
+        run_at=ledger.iso(datetime.now(UTC) + delay) if delay else None,
     )
     if request.idempotency_key:
         return ledger.create_once(run, request.idempotency_key)
@@ -152,11 +152,14 @@ def batch_trigger(requests: Iterable[TriggerRequest], *, source: str = "client")
         by_task.setdefault(item[0].task, []).append(item)
     for items in by_task.values():
         for start in range(0, len(items), _SEND_BATCH):
-            recorded = [
-                (request, delay, *_record(request, payload, delay, source))
-                for request, payload, delay in items[start : start + _SEND_BATCH]
-            ]
-            _enqueue([(run, delay) for _, delay, run, created in recorded if created])
+            recorded: list[tuple[TriggerRequest, timedelta, Run, bool]] = []
+            try:
+                for request, payload, delay in items[start : start + _SEND_BATCH]:
+                    recorded.append((request, delay, *_record(request, payload, delay, source)))
+            finally:
+                # Whatever was recorded is sent (or failed and its key given back), even
+                # when recording a later run of the chunk raised.
+                _enqueue([(run, delay) for _, delay, run, created in recorded if created])
             views.extend(
                 RunView.of(run, deduplicated=not created) for _, _, run, created in recorded
             )

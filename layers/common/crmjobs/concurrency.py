@@ -79,11 +79,16 @@ def acquire(workspace_id: str, run_id: str, limit: int) -> bool:
 
 
 def extend(workspace_id: str, run_id: str, seconds: int) -> None:
-    """Keep the run's slot for `seconds` from now (a run that went on in a state machine)."""
-    ConcurrencySlots(id=workspace_id).update(
-        actions=[ConcurrencySlots.holders[run_id].set(int(time.time() + seconds))],
-        condition=ConcurrencySlots.holders[run_id].exists(),
-    )
+    """Keep the run's slot for `seconds` from now (a run that went on in a state machine);
+    nothing when the run gave its slot back already."""
+    try:
+        ConcurrencySlots(id=workspace_id).update(
+            actions=[ConcurrencySlots.holders[run_id].set(int(time.time() + seconds))],
+            condition=ConcurrencySlots.holders[run_id].exists(),
+        )
+    except UpdateError as exc:
+        if exc.cause_response_code != "ConditionalCheckFailedException":
+            raise
 
 
 def release(workspace_id: str, run_id: str) -> None:

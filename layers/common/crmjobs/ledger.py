@@ -96,8 +96,13 @@ class RunConflict(RuntimeError):
     """The run is not in a state that allows the requested transition."""
 
 
+def iso(moment: datetime) -> str:
+    """The ledger's timestamp text: UTC, milliseconds, "Z" (it sorts in the indexes)."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso(datetime.now(UTC))
 
 
 def new_run_id() -> str:
@@ -254,13 +259,20 @@ def start_attempt(run: Run) -> Run:
     )
 
 
-def detach(run: Run, execution: str) -> Run:
-    """The attempt goes on in a state machine execution, which finishes the run."""
-    run.update(
-        actions=[Run.execution.set(execution), Run.updated_at.set(now_iso())],
-        condition=Run.status == str(RunStatus.EXECUTING),
-    )
-    return run
+def detach(run: Run, execution: str) -> bool:
+    """The attempt goes on in a state machine execution, which finishes the run. False
+    when the execution already finished it (an empty workspace can be that quick)."""
+    try:
+        run.update(
+            actions=[Run.execution.set(execution), Run.updated_at.set(now_iso())],
+            condition=(Run.status == str(RunStatus.EXECUTING))
+            & (Run.attempts == int(run.attempts or 0)),
+        )
+    except UpdateError as exc:
+        if exc.cause_response_code != "ConditionalCheckFailedException":
+            raise
+        return False
+    return True
 
 
 def complete(run: Run, output: Any) -> Run:

@@ -16,6 +16,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
@@ -52,6 +53,7 @@ MAX_BACKOFF_SECONDS = 10
 MAX_SLOT_WAIT_SECONDS = 60
 #: A second delivery of a message whose run is executing looks again after this long.
 IN_FLIGHT_RECHECK_SECONDS = 30
+MAX_VISIBILITY_SECONDS = 12 * 3600
 
 
 @dataclass(frozen=True)
@@ -195,13 +197,13 @@ def _sqs():
 def _requeue(task: TaskSpec, record: SQSRecord, run: Run) -> None:
     """Wait for a slot: send the run again with a delay and acknowledge this copy, so
     waiting spends no attempt and no receive count."""
-    count = int(_attribute(record, "slotWaits") or 0) + 1
+    waits = int(_attribute(record, "slotWaits") or 0) + 1
     _sqs().send_message(
         QueueUrl=config.queue_url(task.name),
         MessageBody=message_body(run),
-        DelaySeconds=min(MAX_SLOT_WAIT_SECONDS, 2 * count) + random.randint(0, 3),
+        DelaySeconds=min(MAX_SLOT_WAIT_SECONDS, 2 * waits) + random.randint(0, 3),
         MessageGroupId=run.workspace_id,
-        MessageAttributes={"slotWaits": {"DataType": "Number", "StringValue": str(count)}},
+        MessageAttributes={"slotWaits": {"DataType": "Number", "StringValue": str(waits)}},
     )
     count("RunsWaitingForSlot", task.name)
 
@@ -225,6 +227,16 @@ def _fail_for_good(task: TaskSpec, run: Run, body: str, error: str, kind: str) -
     count("RunsFailed", task.name)
 
 
+def _look_again_later(task: TaskSpec, record: SQSRecord, run: Run) -> None:
+    """A delivery of a run another delivery is executing: hidden until that attempt is
+    over or counts as lost, so rechecks spend few receives."""
+    started = datetime.fromisoformat((run.started_at or ledger.now_iso()).replace("Z", "+00:00"))
+    lost_at = started + ledger.LOST_ATTEMPT_AFTER
+    wait = int((lost_at - datetime.now(UTC)).total_seconds()) + 1
+    _retry(task, record, max(IN_FLIGHT_RECHECK_SECONDS, min(wait, MAX_VISIBILITY_SECONDS)))
+    raise RetryLater(f"run {run.id} is being executed by another delivery")
+
+
 def _retry(task: TaskSpec, record: SQSRecord, seconds: int) -> None:
     _sqs().change_message_visibility(
         QueueUrl=config.queue_url(task.name),
@@ -246,9 +258,11 @@ def process_record(
     if run.status in FINISHED:
         logger.info("run already finished; message skipped", extra={"status": run.status})
         return
+    if run.status == RunStatus.EXECUTING and run.execution is not None:
+        logger.info("run goes on in its state machine; duplicate message skipped")
+        return
     if run.status == RunStatus.EXECUTING and not ledger.attempt_lost(run):
-        _retry(task, record, IN_FLIGHT_RECHECK_SECONDS)
-        raise RetryLater(f"run {run.id} is being executed by another delivery")
+        _look_again_later(task, record, run)
     try:
         # An envelope names a recorded run: its recorded payload is what runs.
         payload = parse_payload(task.name, run.payload if message.is_envelope else message.payload)
@@ -268,9 +282,11 @@ def process_record(
     try:
         run = ledger.start_attempt(run)
     except RunConflict:
-        # Another delivery started it a moment ago; the slot is that delivery's to release.
-        _retry(task, record, IN_FLIGHT_RECHECK_SECONDS)
-        raise RetryLater(f"run {run.id} is being executed by another delivery") from None
+        current = ledger.get(run.id)
+        if current is None or current.status != RunStatus.EXECUTING:
+            concurrency.release(run.workspace_id, run.id)  # canceled or finished meanwhile
+            return
+        _look_again_later(task, record, current)  # the slot is the executing delivery's
     detached = False
     try:
         detached = _attempt(task, service, record, run, payload, lambda_context)
@@ -310,22 +326,25 @@ def _attempt(task, service, record, run, payload, lambda_context) -> bool:
         count("RunsRetried", task.name)
         raise
     if isinstance(output, Detached):
-        ledger.detach(run, output.execution)
-        concurrency.extend(run.workspace_id, run.id, concurrency.DETACHED_LEASE_SECONDS)
-        return True
+        if ledger.detach(run, output.execution):
+            concurrency.extend(run.workspace_id, run.id, concurrency.DETACHED_LEASE_SECONDS)
+        return True  # the slot is the execution's: its last step gives it back
     ledger.complete(run, output)
     count("RunsCompleted", task.name)
     count("RunDuration", task.name, (time.monotonic() - started) * 1000, MetricUnit.Milliseconds)
     return False
 
 
-def finish_detached_run(run_id: str, *, output: Any = None, error: str | None = None) -> None:
+def finish_detached_run(
+    run_id: str, execution: str, *, output: Any = None, error: str | None = None
+) -> None:
     """Record the end of an attempt that went on in a state machine: COMPLETED, a retry
     (the run's message again after its backoff) or, on the last attempt, FAILED and
-    dead-lettered. Gives the run's concurrency slot back."""
+    dead-lettered. Gives the run's concurrency slot back. Only the execution of the run's
+    current attempt may finish it; a late report of an earlier one changes nothing."""
     run = ledger.get(run_id)
-    if run is None or run.status != RunStatus.EXECUTING:
-        logger.warning("detached run is not executing; nothing to finish", extra={"run": run_id})
+    if run is None or run.status != RunStatus.EXECUTING or run.execution != execution:
+        logger.info("not this run's current execution; nothing to finish", extra={"run": run_id})
         return
     task = get_task(run.task)
     try:
@@ -335,13 +354,15 @@ def finish_detached_run(run_id: str, *, output: Any = None, error: str | None = 
         elif int(run.attempts) >= task.attempts:
             _fail_for_good(task, run, message_body(run), error, "StateMachineFailed")
         else:
-            ledger.retry_later(run, error, "StateMachineFailed")
+            # The message first: if it cannot be sent, the run is still EXECUTING and the
+            # state machine's retry of this step tries again.
             _sqs().send_message(
                 QueueUrl=config.queue_url(task.name),
                 MessageBody=message_body(run),
                 DelaySeconds=backoff_seconds(int(run.attempts)),
                 MessageGroupId=run.workspace_id,
             )
+            ledger.retry_later(run, error, "StateMachineFailed")
             count("RunsRetried", task.name)
     finally:
         concurrency.release(run.workspace_id, run.id)

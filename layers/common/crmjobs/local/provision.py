@@ -190,7 +190,12 @@ def _dependency_order(
     """Logical ids with every resource after the ones it references (template order otherwise)."""
     dependencies: dict[str, set[str]] = {}
     for logical_id, resource in resources.items():
-        referenced = referenced_logical_ids(resource.get("Properties") or {})
+        properties = dict(resource.get("Properties") or {})
+        if resource.get("Type") == "AWS::Serverless::Function":
+            # SAM turns a function's Events into resources of their own (event source
+            # mappings, rules), which depend on the function, not the other way round.
+            properties.pop("Events", None)
+        referenced = referenced_logical_ids(properties)
         if resource.get("Type") == "AWS::Serverless::Function":
             referenced |= referenced_logical_ids(function_globals)
         depends_on = resource.get("DependsOn") or []

@@ -21,11 +21,11 @@ from crmjobs.adapters import aws
 from crmjobs.local.context import LambdaContext, load_handler
 from crmjobs.local.event_sources import BatchOutcome, SqsEventSource
 from crmjobs.local.outbox import Outbox, verify_sender
-from crmjobs.local.provision import LocalFunction, LocalResources, provision
+from crmjobs.local.provision import LocalFunction, LocalResources, NotProvisioned, provision
 from crmjobs.local.schedules import FireRecord, LocalScheduler
 from crmjobs.local.sfn_bridge import LambdaBridge
 from crmjobs.local.streams import StreamEventSource
-from crmjobs.local.template import DynamoDbStreamEventSource
+from crmjobs.local.template import DynamoDbStreamEventSource, OtherEventSource
 from crmjobs.local.template import SqsEventSource as SqsEventConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parents[4]
@@ -194,7 +194,15 @@ class LocalStack:
         assert self.resources is not None
         for function in self.resources.functions.values():
             for event in function.events:
-                if isinstance(event, SqsEventConfig) and event.enabled:
+                if isinstance(event, OtherEventSource):
+                    self.resources.unsupported.append(
+                        NotProvisioned(
+                            f"{function.logical_id}.{event.name}",
+                            f"{event.type} event",
+                            "not delivered locally (the local runtime polls queues and streams)",
+                        )
+                    )
+                elif isinstance(event, SqsEventConfig) and event.enabled:
                     queue = self.resources.queues[event.queue_logical_id]
                     self.sources[queue.logical_id] = self._sqs_source(function, event, queue)
                 elif isinstance(event, DynamoDbStreamEventSource) and event.enabled:

@@ -100,18 +100,36 @@ def start_fanout(
 
 
 class FinishInput(Step):
-    """What the state machine's last step sends: the branch's result or its error."""
+    """What the state machine's last step sends: its execution's name and the branch's
+    result or error."""
 
     runId: str
+    execution: str
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
+
+    @classmethod
+    def from_event(cls, event: dict[str, Any]) -> FinishInput:
+        """The finish step's input, or EventBridge's "Step Functions Execution Status
+        Change" for an execution that ended without reaching its finish step."""
+        if "detail" not in event:
+            return cls.model_validate(event)
+        detail = event["detail"]
+        name = detail["name"]
+        return cls(
+            runId=name.split("-", 1)[0],
+            execution=name,
+            error={"Error": f"Execution{detail['status'].title()}", "Cause": detail.get("cause")},
+        )
 
 
 def finish_bulk_run(finish: FinishInput) -> None:
     if finish.error is not None:
         cause = finish.error.get("Cause") or ""
-        finish_detached_run(finish.runId, error=f"{finish.error.get('Error')}: {cause[:500]}")
+        finish_detached_run(
+            finish.runId, finish.execution, error=f"{finish.error.get('Error')}: {cause[:500]}"
+        )
         return
     result = finish.result or {}
     output = {**result.get("totals", {}), "pages": result["pages"], "listed": result["listed"]}
-    finish_detached_run(finish.runId, output=output)
+    finish_detached_run(finish.runId, finish.execution, output=output)
