@@ -349,3 +349,18 @@ def test_batch_trigger_validates_everything_before_recording_anything(stack, wor
     with pytest.raises(InvalidInput):
         client.batch_trigger([good, bad])
     assert client.list_runs(workspace.id) == []
+
+
+def test_an_execution_may_finish_its_run_before_the_attempt_records_it(stack, workspace):
+    from crmjobs import concurrency, ledger
+    from crmjobs.runtime import execution_name, finish_detached_run
+
+    run = client.trigger("bulk-score-leads", {"workspaceId": workspace.id})
+    record = ledger.start_attempt(ledger.get(run.id))
+    assert concurrency.acquire(workspace.id, run.id, 5)
+    finish_detached_run(run.id, execution_name(run.id, 2), output={"listed": 0})  # not its own
+    assert client.retrieve(run.id).status == "EXECUTING"
+    finish_detached_run(run.id, execution_name(run.id, 1), output={"listed": 0})
+    assert client.retrieve(run.id).status == "COMPLETED"
+    assert ledger.detach(record, execution_name(run.id, 1)) is False  # the late detach
+    assert client.retrieve(run.id).output == {"listed": 0}

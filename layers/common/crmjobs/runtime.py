@@ -88,6 +88,19 @@ class Detached:
     execution: str
 
 
+def execution_name(run_id: str, attempt: int) -> str:
+    """The state machine execution of a run's attempt (unique per attempt)."""
+    return f"{run_id}-{attempt}"
+
+
+def _is_current_execution(run: Run, execution: str) -> bool:
+    """The run's current attempt went on in this execution (it may finish the run before
+    the attempt's own detach write lands)."""
+    if run.execution is not None:
+        return run.execution == execution
+    return execution == execution_name(run.id, int(run.attempts))
+
+
 class _DetachedAttempt(Exception):
     """Carries a Detached answer out of the idempotent call without saving it."""
 
@@ -295,7 +308,14 @@ def process_record(
             concurrency.release(run.workspace_id, run.id)
 
 
-def _attempt(task, service, record, run, payload, lambda_context) -> bool:
+def _attempt(
+    task: TaskSpec,
+    service: Service,
+    record: SQSRecord,
+    run: Run,
+    payload: Payload,
+    lambda_context: Any,
+) -> bool:
     """Run one attempt and record its outcome; True when it went on in a state machine."""
     attempt = int(run.attempts)
     context = RunContext(
@@ -343,7 +363,11 @@ def finish_detached_run(
     dead-lettered. Gives the run's concurrency slot back. Only the execution of the run's
     current attempt may finish it; a late report of an earlier one changes nothing."""
     run = ledger.get(run_id)
-    if run is None or run.status != RunStatus.EXECUTING or run.execution != execution:
+    if (
+        run is None
+        or run.status != RunStatus.EXECUTING
+        or not _is_current_execution(run, execution)
+    ):
         logger.info("not this run's current execution; nothing to finish", extra={"run": run_id})
         return
     task = get_task(run.task)

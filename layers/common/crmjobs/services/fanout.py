@@ -18,7 +18,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from crmjobs import config
 from crmjobs.adapters.aws import client as aws_client
-from crmjobs.runtime import Detached, RunContext, finish_detached_run
+from crmjobs.runtime import Detached, RunContext, execution_name, finish_detached_run
 
 #: Records listed per page (Step Functions' payload limit allows ~1000 ids).
 PAGE_SIZE = 1000
@@ -79,7 +79,7 @@ def start_fanout(
 ) -> Detached:
     """Start a bulk state machine for this attempt of the run; it records the outcome
     itself (its last step calls `finish_bulk_run`), so no Lambda waits for it."""
-    name = f"{context.run_id}-{context.attempt}"
+    name = execution_name(context.run_id, context.attempt)
     sfn = aws_client("stepfunctions")
     try:
         sfn.start_execution(
