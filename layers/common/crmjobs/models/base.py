@@ -35,6 +35,16 @@ class WorkspaceScoped(Model):
     """Tables keyed by (workspaceId, id): every read names its workspace, so no tenant
     can read another's records by id."""
 
+    def unchanged_since_read(self):
+        """Condition for a write: the record still exists and nobody edited it since it was
+        read (its updatedAt, which the app sets on every edit)."""
+        model = type(self)
+        return model.id.exists() & (
+            model.updated_at.does_not_exist()
+            if self.updated_at is None
+            else model.updated_at == self.updated_at
+        )
+
     @classmethod
     def get_in_workspace(cls, workspace_id: str, item_id: str, **kwargs):
         """The record, or None when it does not exist in this workspace."""

@@ -104,11 +104,6 @@ def index_item(
             for position, (text, vector) in enumerate(zip(chunks, vectors, strict=True))
         ],
     )
-    unchanged_since_read = KnowledgeItem.id.exists() & (
-        KnowledgeItem.updated_at.does_not_exist()
-        if item.updated_at is None
-        else KnowledgeItem.updated_at == item.updated_at
-    )
     try:
         item.update(
             actions=[
@@ -119,7 +114,7 @@ def index_item(
                 KnowledgeItem.embedding_model.set(embedder.model_id),
                 KnowledgeItem.processing_error.remove(),
             ],
-            condition=unchanged_since_read,
+            condition=item.unchanged_since_read(),
         )
     except UpdateError as exc:
         if exc.cause_response_code != "ConditionalCheckFailedException":
@@ -141,18 +136,13 @@ def index_item(
 def _mark_failed(item: KnowledgeItem, message: str) -> None:
     """Status failed with the error, unless the item was deleted or edited meanwhile (a
     newer run indexes the new content)."""
-    unchanged = KnowledgeItem.id.exists() & (
-        KnowledgeItem.updated_at.does_not_exist()
-        if item.updated_at is None
-        else KnowledgeItem.updated_at == item.updated_at
-    )
     try:
         item.update(
             actions=[
                 KnowledgeItem.status.set("failed"),
                 KnowledgeItem.processing_error.set(message),
             ],
-            condition=unchanged,
+            condition=item.unchanged_since_read(),
         )
     except UpdateError as exc:
         if exc.cause_response_code != "ConditionalCheckFailedException":

@@ -77,13 +77,8 @@ def score_and_store(prospect: Prospect, now: datetime) -> ScoreOutcome:
             return outcome
         try:
             # PynamoDB adds the version check; updatedAt covers writers that skip version.
-            unchanged_since_read = (
-                Prospect.updated_at.does_not_exist()
-                if prospect.updated_at is None
-                else Prospect.updated_at == prospect.updated_at
-            )
             prospect.update(
-                condition=unchanged_since_read,
+                condition=prospect.unchanged_since_read(),
                 actions=[
                     Prospect.score.set(result.total),
                     Prospect.score_breakdown.set(result.breakdown_dict()),
