@@ -44,9 +44,9 @@ from crmjobs.adapters.vector_index import (  # noqa: E402
     get_vector_index,
 )
 from crmjobs.domain.chunking import chunk_text  # noqa: E402
-from crmjobs.local.stack import LocalStack  # noqa: E402
 from crmjobs.models import KnowledgeItem, Workspace  # noqa: E402
 from crmjobs.services.documents import search_knowledge  # noqa: E402
+from crmjobs_local.stack import LocalStack  # noqa: E402
 
 QUEUE_WORKSPACE = "ws-bench-docs"
 BULK_WORKSPACE = "ws-bench-bulk"

@@ -20,8 +20,8 @@ from aws_requests import counting_aws_requests, uncounted  # noqa: E402
 from scoring_pure import measure_pure_scoring, synthetic_prospects  # noqa: E402
 
 from crmjobs import client  # noqa: E402
-from crmjobs.local.stack import LocalStack  # noqa: E402
 from crmjobs.models import Prospect, Workspace  # noqa: E402
+from crmjobs_local.stack import LocalStack  # noqa: E402
 
 WORKSPACE = "ws-bench"
 

@@ -36,10 +36,10 @@ from typing import Any
 from aws_requests import by_service, counting_aws_requests
 
 from crmjobs import client, ledger
-from crmjobs.local.event_sources import sqs_event
-from crmjobs.local.stack import LocalStack
 from crmjobs.models import Prospect, Workspace
 from crmjobs.services.scoring import score_and_store
+from crmjobs_local.event_sources import sqs_event
+from crmjobs_local.stack import LocalStack
 
 WORKSPACE = "ws-bench-runtime"
 TASK = "score-lead"

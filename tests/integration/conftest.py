@@ -9,7 +9,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from crmjobs.local.stack import free_port
+from crmjobs_local.stack import free_port
 
 REGION = "us-east-1"
 

@@ -16,22 +16,23 @@ from pathlib import Path
 import boto3
 import pytest
 
-from crmjobs import cli, client, runtime
+from crmjobs import client, runtime
 from crmjobs.adapters.aws import client as aws_client
 from crmjobs.config import dead_letter_queue_url
 from crmjobs.errors import NotFound
-from crmjobs.local.stack import reset_cached_clients
 from crmjobs.models import KnowledgeItem, Prospect, Workspace
 from crmjobs.tasks import TASKS
+from crmjobs_local import cli
+from crmjobs_local.stack import reset_cached_clients
 
 ROOT = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-m", "crmjobs.cli"]
+CLI = [sys.executable, "-m", "crmjobs_local.cli"]
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """A LocalStack in server mode, serving, with the endpoint.json `crmjobs dev` writes."""
-    from crmjobs.local.stack import LocalStack
+    from crmjobs_local.stack import LocalStack
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the server's request log
     data_dir = tmp_path_factory.mktemp("dev")

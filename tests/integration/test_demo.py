@@ -10,9 +10,9 @@ import pytest
 from rich.console import Console
 
 from crmjobs.ledger import RunStatus, RunView
-from crmjobs.local.demo import verdict
+from crmjobs_local.demo import verdict
 
-CLI = [sys.executable, "-m", "crmjobs.cli"]
+CLI = [sys.executable, "-m", "crmjobs_local.cli"]
 
 
 @pytest.mark.slow

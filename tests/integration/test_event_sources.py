@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from crmjobs.local.event_sources import SqsEventSource
+from crmjobs_local.event_sources import SqsEventSource
 
 REGION = "us-east-1"
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from crmjobs import client
-from crmjobs.local.context import LambdaContext, load_handler
 from crmjobs.models import Prospect, Workspace
+from crmjobs_local.context import LambdaContext, load_handler
 
 HANDLER_FILE = Path(__file__).resolve().parents[2] / "functions" / "trigger_api" / "app.py"
 ACCOUNT = "123456789012"

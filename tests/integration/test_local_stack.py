@@ -7,8 +7,8 @@ import email
 
 from crmjobs import client, config
 from crmjobs.adapters.aws import client as aws_client
-from crmjobs.local.stack import LOCAL_MAIL_DOMAIN
 from crmjobs.models import Prospect
+from crmjobs_local.stack import LOCAL_MAIL_DOMAIN
 
 
 def test_unemulated_resources_are_reported_by_name(stack):
@@ -27,7 +27,7 @@ def test_functions_run_with_their_own_environment_and_timeout(stack, monkeypatch
         seen["remaining_ms"] = context.get_remaining_time_in_millis()
         return {}
 
-    monkeypatch.setattr("crmjobs.local.stack.load_handler", lambda *args: probe)
+    monkeypatch.setattr("crmjobs_local.stack.load_handler", lambda *args: probe)
     stack.invoke("ScheduledLeadScoringFunction", {})
     assert seen["timezone"] == "UTC" and seen["backend"] == "local"
     assert 299_000 < seen["remaining_ms"] <= 300_000

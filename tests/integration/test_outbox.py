@@ -8,7 +8,7 @@ from email.utils import parsedate_to_datetime
 
 import pytest
 
-from crmjobs.local.outbox import Outbox, sent_mail_in_process, verify_sender
+from crmjobs_local.outbox import Outbox, sent_mail_in_process, verify_sender
 
 REGION = "us-east-1"
 HTML = (

@@ -9,8 +9,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from crmjobs.local.provision import LocalResources, provision
-from crmjobs.local.template import (
+from crmjobs.tasks import TASKS
+from crmjobs_local.provision import LocalResources, provision
+from crmjobs_local.template import (
     NO_VALUE,
     DynamoDbStreamEventSource,
     OtherEventSource,
@@ -21,7 +22,6 @@ from crmjobs.local.template import (
     load_template,
     resolve,
 )
-from crmjobs.tasks import TASKS
 
 REPO = Path(__file__).resolve().parents[2]
 MINI_TEMPLATE = REPO / "tests" / "fixtures" / "mini_template.yaml"

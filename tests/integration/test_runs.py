@@ -240,7 +240,7 @@ def test_run_over_the_workspace_limit_waits_for_a_slot(stack, workspace):
 def test_long_delayed_run_executes_when_its_schedule_fires(stack, workspace):
     from datetime import UTC, datetime, timedelta
 
-    from crmjobs.local.schedules import LocalScheduler
+    from crmjobs_local.schedules import LocalScheduler
 
     _prospect(workspace.id)
     run = client.trigger(

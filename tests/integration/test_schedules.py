@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from botocore.exceptions import ClientError
 
-from crmjobs.local.schedules import LocalScheduler, UndeliverableTargetError
+from crmjobs_local.schedules import LocalScheduler, UndeliverableTargetError
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/scheduler"
 CONTEXT_INPUT = json.dumps(

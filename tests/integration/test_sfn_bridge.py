@@ -21,10 +21,10 @@ from moto.core.config import default_user_config
 from moto.server import ThreadedMotoServer
 
 from crmjobs import config
-from crmjobs.local import sfn_bridge
-from crmjobs.local.context import LambdaContext, load_handler
-from crmjobs.local.provision import LocalResources, provision
-from crmjobs.local.sfn_bridge import (
+from crmjobs_local import sfn_bridge
+from crmjobs_local.context import LambdaContext, load_handler
+from crmjobs_local.provision import LocalResources, provision
+from crmjobs_local.sfn_bridge import (
     HOOK_PARAMETERS,
     PINNED_MOTO_VERSION,
     BridgeHookMoved,

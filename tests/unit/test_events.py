@@ -26,11 +26,11 @@ from aws_lambda_powertools.utilities.parser.models import (
 )
 
 from crmjobs import api, client
-from crmjobs.local.context import LambdaContext
-from crmjobs.local.template import DynamoDbStreamEventSource, SqsEventSource, Template
 from crmjobs.schemas import parse_payload
 from crmjobs.services.fanout import BatchInput, FinishInput, PageState
 from crmjobs.tasks import TASKS
+from crmjobs_local.context import LambdaContext
+from crmjobs_local.template import DynamoDbStreamEventSource, SqsEventSource, Template
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EVENTS_DIR = REPO_ROOT / "events"

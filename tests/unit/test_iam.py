@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from crmjobs.local.template import ResolutionContext, Template, load_template, resolve
 from crmjobs.tasks import TASKS
+from crmjobs_local.template import ResolutionContext, Template, load_template, resolve
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = REPO_ROOT / "template.yaml"

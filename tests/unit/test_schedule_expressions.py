@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from crmjobs.local.schedules import (
+from crmjobs_local.schedules import (
     format_scheduled_time,
     next_fire_time,
     substitute_context_attributes,

@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 
-from crmjobs.local.template import (
+from crmjobs.tasks import TASK_TIMEOUT_SECONDS, TASKS, TaskSpec
+from crmjobs_local.template import (
     DynamoDbStreamEventSource,
     ResolutionContext,
     SqsEventSource,
     Template,
     resolve,
 )
-from crmjobs.tasks import TASK_TIMEOUT_SECONDS, TASKS, TaskSpec
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = REPO_ROOT / "template.yaml"

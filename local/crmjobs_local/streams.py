@@ -13,7 +13,7 @@ import threading
 from datetime import datetime
 from typing import Any
 
-from crmjobs.local.context import Handler, LambdaContext
+from crmjobs_local.context import Handler, LambdaContext
 
 logger = logging.getLogger(__name__)
 

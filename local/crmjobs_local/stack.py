@@ -18,17 +18,17 @@ from typing import Any
 
 from crmjobs import config
 from crmjobs.adapters import aws
-from crmjobs.local.context import LambdaContext, load_handler
-from crmjobs.local.event_sources import BatchOutcome, SqsEventSource
-from crmjobs.local.outbox import Outbox, verify_sender
-from crmjobs.local.provision import LocalFunction, LocalResources, NotProvisioned, provision
-from crmjobs.local.schedules import FireRecord, LocalScheduler
-from crmjobs.local.sfn_bridge import LambdaBridge
-from crmjobs.local.streams import StreamEventSource
-from crmjobs.local.template import DynamoDbStreamEventSource, OtherEventSource
-from crmjobs.local.template import SqsEventSource as SqsEventConfig
+from crmjobs_local.context import LambdaContext, load_handler
+from crmjobs_local.event_sources import BatchOutcome, SqsEventSource
+from crmjobs_local.outbox import Outbox, verify_sender
+from crmjobs_local.provision import LocalFunction, LocalResources, NotProvisioned, provision
+from crmjobs_local.schedules import FireRecord, LocalScheduler
+from crmjobs_local.sfn_bridge import LambdaBridge
+from crmjobs_local.streams import StreamEventSource
+from crmjobs_local.template import DynamoDbStreamEventSource, OtherEventSource
+from crmjobs_local.template import SqsEventSource as SqsEventConfig
 
-PROJECT_ROOT = Path(__file__).resolve().parents[4]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TEMPLATE = PROJECT_ROOT / "template.yaml"
 DEFAULT_DATA_DIR = Path(".crmjobs")
 #: The local sender domain, verified at start so every address of it can send.

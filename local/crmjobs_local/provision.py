@@ -25,7 +25,7 @@ from typing import Any
 import boto3
 import yaml
 
-from crmjobs.local.template import (
+from crmjobs_local.template import (
     NO_VALUE,
     EventSource,
     Function,

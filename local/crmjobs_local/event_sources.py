@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from crmjobs.local.context import LambdaContext
+from crmjobs_local.context import LambdaContext
 
 logger = logging.getLogger(__name__)
 

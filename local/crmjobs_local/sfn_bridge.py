@@ -26,9 +26,9 @@ from importlib.metadata import version
 from typing import Any
 
 from crmjobs.config import function_environment
-from crmjobs.local.context import Handler, LambdaContext, load_handler
-from crmjobs.local.provision import LocalFunction, LocalResources
-from crmjobs.local.template import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_SECONDS
+from crmjobs_local.context import Handler, LambdaContext, load_handler
+from crmjobs_local.provision import LocalFunction, LocalResources
+from crmjobs_local.template import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_SECONDS
 
 PINNED_MOTO_VERSION = "5.2.5"
 HOOK_PARAMETERS = ("self", "function_name", "qualifier", "body", "headers", "response_headers")

@@ -32,8 +32,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from crmjobs.local.stack import reset_cached_clients
 from crmjobs.tasks import TASKS
+from crmjobs_local.stack import reset_cached_clients
 
 ENDPOINT_FILE = "endpoint.json"
 NO_DEV_SERVER = "start `crmjobs dev` first or pass --stack"
@@ -69,7 +69,7 @@ class Target:
 
 def local_environment(stack: Any) -> dict[str, str]:
     """What a process needs to act on a running LocalStack: endpoint, names and settings."""
-    from crmjobs.local.stack import LOCAL_CREDENTIALS
+    from crmjobs_local.stack import LOCAL_CREDENTIALS
 
     assert stack.resources is not None and stack.endpoint_url is not None
     return {
@@ -172,7 +172,7 @@ def deployed_environment(
     the state machine ARNs) is resolved against the stack's parameters and physical ids;
     returns (environment, names that could not be resolved).
     """
-    from crmjobs.local.template import NO_VALUE, Template, UnresolvedReference, resolve
+    from crmjobs_local.template import NO_VALUE, Template, UnresolvedReference, resolve
 
     cloudformation = session.client("cloudformation")
     [stack] = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
@@ -367,8 +367,8 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 
 def cmd_dev(args: argparse.Namespace, console: Any) -> int:
-    from crmjobs.local.outbox import Outbox
-    from crmjobs.local.stack import LocalStack
+    from crmjobs_local.outbox import Outbox
+    from crmjobs_local.stack import LocalStack
 
     _silence_request_logs()
     try:
@@ -429,7 +429,7 @@ def cmd_dev(args: argparse.Namespace, console: Any) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, console: Any) -> int:
-    from crmjobs.local.demo import run_demo
+    from crmjobs_local.demo import run_demo
 
     _silence_request_logs()
     if args.prospects < 1:
@@ -651,7 +651,7 @@ def _schedule_for(document: dict[str, Any], name: str) -> tuple[str, str, str]:
 def cmd_fire(args: argparse.Namespace, console: Any) -> int:
     from crmjobs import ledger
     from crmjobs.adapters.aws import client as aws_client
-    from crmjobs.local.schedules import LocalScheduler
+    from crmjobs_local.schedules import LocalScheduler
 
     target = dev_server_target(args.data_dir)
     assert target.dev_server is not None
@@ -678,7 +678,7 @@ def _names_function(
 
 def _invoke_on_dev_server(target: Target, name: str, event: Any) -> Any:
     from crmjobs import config
-    from crmjobs.local.context import LambdaContext, load_handler
+    from crmjobs_local.context import LambdaContext, load_handler
 
     assert target.dev_server is not None
     for logical_id, function in target.dev_server["functions"].items():
@@ -702,7 +702,7 @@ def _invoke_on_dev_server(target: Target, name: str, event: Any) -> Any:
 def cmd_invoke(args: argparse.Namespace, console: Any) -> int:
     """Like `sam local invoke`, without Docker: against a running dev server when there is
     one (its data), else in a fresh in-process stack."""
-    from crmjobs.local.stack import LocalStack
+    from crmjobs_local.stack import LocalStack
 
     event = _load_json_argument(f"@{args.event}")
     try:
@@ -738,7 +738,7 @@ def cmd_invoke(args: argparse.Namespace, console: Any) -> int:
 
 
 def _add_local_options(parser: argparse.ArgumentParser) -> None:
-    from crmjobs.local.stack import DEFAULT_DATA_DIR, DEFAULT_TEMPLATE
+    from crmjobs_local.stack import DEFAULT_DATA_DIR, DEFAULT_TEMPLATE
 
     parser.add_argument(
         "--data-dir",
@@ -761,7 +761,7 @@ def _target_options() -> argparse.ArgumentParser:
 
 def build_parser() -> argparse.ArgumentParser:
     from crmjobs.ledger import RunStatus
-    from crmjobs.local.stack import DEFAULT_TEMPLATE
+    from crmjobs_local.stack import DEFAULT_TEMPLATE
 
     parser = argparse.ArgumentParser(
         prog="crmjobs", description="Run the CRM's background jobs locally and manage runs."

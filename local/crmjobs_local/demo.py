@@ -481,8 +481,8 @@ def _summary(
 ) -> None:
     from rich.table import Table
 
-    from crmjobs.local.outbox import Outbox
     from crmjobs.models import KnowledgeItem, Prospect
+    from crmjobs_local.outbox import Outbox
 
     _step(console, "summary")
     prospects = list(Prospect.query(DEMO_WORKSPACE))
@@ -568,7 +568,7 @@ def _demo_runs() -> list[Any]:
 
 def run_demo(console: Any, *, prospects: int, data_dir: Path, template: Path) -> int:
     """Start a local stack in `data_dir`, run the scenario, print the summary; the exit code."""
-    from crmjobs.local.stack import LocalStack
+    from crmjobs_local.stack import LocalStack
 
     started = time.monotonic()
     stats = InvocationStats()
