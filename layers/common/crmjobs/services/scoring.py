@@ -1,26 +1,19 @@
-"""Lead scoring services: score one prospect, page a workspace, score a batch, and the
-nightly job that starts one bulk run per active workspace."""
+"""Lead scoring services: score one prospect, page a workspace, score a batch (the nightly
+job that starts bulk runs is in services/nightly_scoring.py)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from pynamodb.exceptions import UpdateError
 
-from crmjobs import config
-from crmjobs.client import TriggerRequest, batch_trigger
 from crmjobs.domain.scoring import ProspectFacts, ScoreResult, needs_scoring, score_prospect
 from crmjobs.errors import NotFound
-from crmjobs.models import Prospect, Workspace
+from crmjobs.models import Prospect
 from crmjobs.observability import logger
 from crmjobs.runtime import Detached, RunContext
-from crmjobs.schemas import (
-    BulkScoreLeadsPayload,
-    ScheduledLeadScoringPayload,
-    ScoreLeadPayload,
-)
+from crmjobs.schemas import BulkScoreLeadsPayload, ScoreLeadPayload
 from crmjobs.services.fanout import PAGE_SIZE, BatchInput, PageState, Step, next_page, start_fanout
 
 #: Prospects per scoring batch (DynamoDB BatchGetItem's maximum).
@@ -160,32 +153,3 @@ def bulk_score_leads(payload: BulkScoreLeadsPayload, context: RunContext) -> Det
     return start_fanout(
         "STATE_MACHINE_ARN_BULK_SCORE_LEADS", context, payload.workspaceId, datetime.now(UTC)
     )
-
-
-# --- the nightly job ------------------------------------------------------------------
-
-
-def scheduled_lead_scoring(
-    payload: ScheduledLeadScoringPayload, context: RunContext
-) -> dict[str, Any]:
-    """One bulk run per active workspace, keyed workspace + local date: a second firing
-    on the same day starts nothing new."""
-    fired = payload.scheduledTime or datetime.now(UTC)
-    day = fired.astimezone(ZoneInfo(config.env("SCORING_TIMEZONE", "UTC"))).date().isoformat()
-    requests = [
-        TriggerRequest(
-            "bulk-score-leads",
-            {"workspaceId": workspace.id},
-            idempotency_key=f"scheduled-lead-scoring:{day}",
-            tags=("scheduled", f"day:{day}"),
-        )
-        for workspace in Workspace.active()
-    ]
-    runs = batch_trigger(requests, source="schedule")
-    repeated = sum(run.deduplicated for run in runs)
-    return {
-        "date": day,
-        "workspaces": len(runs),
-        "started": len(runs) - repeated,
-        "alreadyStarted": repeated,
-    }
