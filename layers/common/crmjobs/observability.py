@@ -1,4 +1,4 @@
-"""Powertools singletons and the one way runs are counted.
+"""Powertools singletons and the one way run metrics (counts, durations) are emitted.
 
 Metrics are written per point with `single_metric` (the task as their dimension) rather
 than through a shared Metrics object, because the local runtime runs many functions in one
@@ -15,7 +15,9 @@ logger = Logger()
 tracer = Tracer()
 
 
-def count(name: str, task: str, value: float = 1, unit: MetricUnit = MetricUnit.Count) -> None:
+def emit_metric(
+    name: str, task: str, value: float = 1, unit: MetricUnit = MetricUnit.Count
+) -> None:
     """Emit one metric point (CloudWatch EMF) with the task as its dimension, unless
     POWERTOOLS_METRICS_DISABLED (which `single_metric` alone does not honour)."""
     if is_metrics_disabled():

@@ -43,7 +43,7 @@ from crmjobs.client import message_body
 from crmjobs.errors import PermanentError
 from crmjobs.ledger import FINISHED, RunConflict, RunStatus
 from crmjobs.models import Run
-from crmjobs.observability import count, logger, tracer
+from crmjobs.observability import emit_metric, logger, tracer
 from crmjobs.schemas import Payload, parse_payload
 from crmjobs.tasks import SYSTEM_WORKSPACE, TaskSpec, get_task
 
@@ -218,7 +218,7 @@ def _requeue(task: TaskSpec, record: SQSRecord, run: Run) -> None:
         MessageGroupId=run.workspace_id,
         MessageAttributes={"slotWaits": {"DataType": "Number", "StringValue": str(waits)}},
     )
-    count("RunsWaitingForSlot", task.name)
+    emit_metric("RunsWaitingForSlot", task.name)
 
 
 def _dead_letter(task: TaskSpec, body: str, run: Run, error: str) -> None:
@@ -237,7 +237,7 @@ def _fail_for_good(task: TaskSpec, run: Run, body: str, error: str, kind: str) -
     failed send leaves the run to be retried), then the run is FAILED."""
     _dead_letter(task, body, run, error)
     ledger.fail(run, f"{error} (after {int(run.attempts)} attempts)", kind)
-    count("RunsFailed", task.name)
+    emit_metric("RunsFailed", task.name)
 
 
 def _look_again_later(task: TaskSpec, record: SQSRecord, run: Run) -> None:
@@ -282,7 +282,7 @@ def process_record(
         limit = concurrency.limit_for(run.workspace_id)
     except PermanentError as exc:
         ledger.fail(run, str(exc), type(exc).__name__)
-        count("RunsFailed", task.name)
+        emit_metric("RunsFailed", task.name)
         return
     if ledger.attempt_lost(run) and int(run.attempts) >= task.attempts:
         error = f"attempt {int(run.attempts)} was lost (timed out or crashed)"
@@ -331,7 +331,7 @@ def _attempt(
     except PermanentError as exc:
         logger.warning("run failed permanently", extra={"error": str(exc)})
         ledger.fail(run, str(exc), type(exc).__name__)
-        count("RunsFailed", task.name)
+        emit_metric("RunsFailed", task.name)
         return False
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
@@ -343,15 +343,16 @@ def _attempt(
         logger.warning("attempt failed; retrying", extra={"attempt": attempt, "delay": delay})
         ledger.retry_later(run, error, type(exc).__name__)
         _retry(task, record, delay)
-        count("RunsRetried", task.name)
+        emit_metric("RunsRetried", task.name)
         raise
     if isinstance(output, Detached):
         if ledger.detach(run, output.execution):
             concurrency.extend(run.workspace_id, run.id, concurrency.DETACHED_LEASE_SECONDS)
         return True  # the slot is the execution's: its last step gives it back
     ledger.complete(run, output)
-    count("RunsCompleted", task.name)
-    count("RunDuration", task.name, (time.monotonic() - started) * 1000, MetricUnit.Milliseconds)
+    emit_metric("RunsCompleted", task.name)
+    elapsed_ms = (time.monotonic() - started) * 1000
+    emit_metric("RunDuration", task.name, elapsed_ms, MetricUnit.Milliseconds)
     return False
 
 
@@ -374,7 +375,7 @@ def finish_detached_run(
     try:
         if error is None:
             ledger.complete(run, output)
-            count("RunsCompleted", task.name)
+            emit_metric("RunsCompleted", task.name)
         elif int(run.attempts) >= task.attempts:
             _fail_for_good(task, run, message_body(run), error, "StateMachineFailed")
         else:
@@ -387,7 +388,7 @@ def finish_detached_run(
                 MessageGroupId=run.workspace_id,
             )
             ledger.retry_later(run, error, "StateMachineFailed")
-            count("RunsRetried", task.name)
+            emit_metric("RunsRetried", task.name)
     finally:
         concurrency.release(run.workspace_id, run.id)
 
