@@ -15,6 +15,7 @@ from crmjobs.domain.scoring import (
     ProspectFacts,
     is_free_mail,
     is_senior_title,
+    is_stored_score,
     needs_scoring,
     score_prospect,
 )
@@ -510,3 +511,18 @@ def test_needs_scoring_rejects_naive_datetimes(argument: str, naive_value: datet
 
     with pytest.raises(ValueError, match=argument):
         needs_scoring(**arguments)
+
+
+def test_a_stored_score_is_the_result_only_with_the_same_total_breakdown_and_rules() -> None:
+    result = score_prospect(ProspectFacts(email="ada@acme.com"), NOW)
+    stored = {
+        "total": result.total,
+        "breakdown": result.breakdown_dict(),
+        "rules_version": RULES_VERSION,
+    }
+
+    assert is_stored_score(result, **stored)
+    assert not is_stored_score(result, **{**stored, "total": None})
+    assert not is_stored_score(result, **{**stored, "total": result.total + 1})
+    assert not is_stored_score(result, **{**stored, "breakdown": {"base": result.total}})
+    assert not is_stored_score(result, **{**stored, "rules_version": RULES_VERSION - 1})

@@ -1,4 +1,5 @@
-"""Errors that decide how the runtime treats a failed run."""
+"""The project's own errors: stores and adapters raise these instead of AWS error codes, and
+the runtime decides by them how a failed run is treated."""
 
 
 class PermanentError(Exception):
@@ -11,3 +12,12 @@ class InvalidInput(PermanentError):
 
 class NotFound(PermanentError):
     """The entity does not exist in the run's workspace (or exists in another one)."""
+
+
+class RunCanceled(PermanentError):
+    """Someone asked to cancel the run while it executed: it ends CANCELED, not FAILED."""
+
+
+class Conflict(Exception):
+    """A conditional write did not hold: the record is not as it was read (edited, deleted or
+    in another state meanwhile). Whoever wrote can re-read and decide."""

@@ -156,6 +156,21 @@ def score_prospect(prospect: ProspectFacts, now: datetime) -> ScoreResult:
     )
 
 
+def is_stored_score(
+    result: ScoreResult,
+    *,
+    total: int | None,
+    breakdown: dict[str, int] | None,
+    rules_version: int | None,
+) -> bool:
+    """The stored score (total, breakdown, rules version) is this result: no need to write."""
+    return (
+        total == result.total
+        and breakdown == result.breakdown_dict()
+        and rules_version == result.rules_version
+    )
+
+
 def is_free_mail(email: str) -> bool:
     """True when the address's domain belongs to a free mail provider.
 

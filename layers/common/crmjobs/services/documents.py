@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel
-from pynamodb.exceptions import UpdateError
 
 from crmjobs.adapters.embeddings import Embedder, get_embedder
 from crmjobs.adapters.vector_index import ChunkRecord, SearchHit, VectorIndex, get_vector_index
 from crmjobs.domain.chunking import chunk_text, content_hash
-from crmjobs.errors import InvalidInput, NotFound, PermanentError
+from crmjobs.domain.indexing import is_indexed, may_need_indexing
+from crmjobs.errors import Conflict, InvalidInput, NotFound, PermanentError
 from crmjobs.models import KnowledgeItem
 from crmjobs.observability import logger
 from crmjobs.runtime import Detached, RunContext
@@ -23,6 +23,7 @@ from crmjobs.schemas import (
     ReindexAllDocumentsPayload,
 )
 from crmjobs.services.fanout import PAGE_SIZE, BatchInput, PageState, next_page, start_fanout
+from crmjobs.stores import knowledge
 
 #: Items per indexing batch: small enough for one Lambda's time with embedding, large
 #: enough to keep an execution's history (25,000 events) for ~85,000 due items.
@@ -54,13 +55,6 @@ class IndexOutcome(BaseModel):
     embeddingModel: str
 
 
-def is_indexed(item: KnowledgeItem, digest: str, model_id: str) -> bool:
-    """Indexed, with this content and this embedding model."""
-    return (
-        item.status == "ready" and item.content_hash == digest and item.embedding_model == model_id
-    )
-
-
 def index_item(
     item: KnowledgeItem, *, force: bool, embedder: Embedder | None = None
 ) -> IndexOutcome:
@@ -70,7 +64,13 @@ def index_item(
         raise InvalidInput(NO_CONTENT)
     embedder = embedder or get_embedder()
     digest = content_hash(content)
-    if not force and is_indexed(item, digest, embedder.model_id):
+    if not force and is_indexed(
+        status=item.status,
+        stored_hash=item.content_hash,
+        stored_model=item.embedding_model,
+        digest=digest,
+        model_id=embedder.model_id,
+    ):
         return IndexOutcome(
             itemId=item.id,
             status="unchanged",
@@ -79,9 +79,7 @@ def index_item(
             embeddingModel=embedder.model_id,
         )
     if item.status != "processing":
-        item.update(
-            actions=[KnowledgeItem.status.set("processing")], condition=KnowledgeItem.id.exists()
-        )
+        knowledge.mark_processing(item)
     chunks = chunk_text(content)
     vectors = embedder.embed(chunks)
     index = _index_for(embedder)
@@ -105,21 +103,15 @@ def index_item(
         ],
     )
     try:
-        item.update(
-            actions=[
-                KnowledgeItem.status.set("ready"),
-                KnowledgeItem.chunk_count.set(len(chunks)),
-                KnowledgeItem.indexed_at.set(datetime.now(UTC)),
-                KnowledgeItem.content_hash.set(digest),
-                KnowledgeItem.embedding_model.set(embedder.model_id),
-                KnowledgeItem.processing_error.remove(),
-            ],
-            condition=item.unchanged_since_read(),
+        knowledge.mark_ready(
+            item,
+            chunk_count=len(chunks),
+            indexed_at=datetime.now(UTC),
+            digest=digest,
+            model_id=embedder.model_id,
         )
-    except UpdateError as exc:
-        if exc.cause_response_code != "ConditionalCheckFailedException":
-            raise
-        if KnowledgeItem.get_in_workspace(item.workspace_id, item.id, consistent_read=True) is None:
+    except Conflict:
+        if knowledge.find(item.workspace_id, item.id) is None:
             # Deleted while we indexed it: take back what we wrote.
             index.delete_item(item.workspace_id, item.id)
             raise NotFound("knowledge item not found") from None
@@ -133,34 +125,16 @@ def index_item(
     )
 
 
-def _mark_failed(item: KnowledgeItem, message: str) -> None:
-    """Status failed with the error, unless the item was deleted or edited meanwhile (a
-    newer run indexes the new content)."""
-    try:
-        item.update(
-            actions=[
-                KnowledgeItem.status.set("failed"),
-                KnowledgeItem.processing_error.set(message),
-            ],
-            condition=item.unchanged_since_read(),
-        )
-    except UpdateError as exc:
-        if exc.cause_response_code != "ConditionalCheckFailedException":
-            raise
-
-
 def index_document(payload: IndexDocumentPayload, context: RunContext) -> IndexOutcome:
-    item = KnowledgeItem.get_in_workspace(payload.workspaceId, payload.itemId, consistent_read=True)
-    if item is None:
-        raise NotFound("knowledge item not found")
+    item = knowledge.get(payload.workspaceId, payload.itemId)
     try:
         return index_item(item, force=False)
     except PermanentError as exc:
-        _mark_failed(item, str(exc))
+        knowledge.mark_indexing_failed(item, str(exc))
         raise
     except Exception as exc:
         if context.attempt >= context.max_attempts:
-            _mark_failed(item, f"{type(exc).__name__}: {exc}")
+            knowledge.mark_indexing_failed(item, f"{type(exc).__name__}: {exc}")
         raise
 
 
@@ -172,33 +146,20 @@ def _list_due_items(state: PageState) -> tuple[list[str], int, dict[str, Any] | 
     never indexed, edited since, or another embedding model. The batch step confirms
     with the content hash."""
     model_id = get_embedder().model_id
-    query = KnowledgeItem.query(
-        state.workspaceId,
-        # The keys too: PynamoDB rebuilds a cursor from the last item when a page stops.
-        attributes_to_get=[
-            "workspaceId",
-            "id",
-            "status",
-            "updatedAt",
-            "indexedAt",
-            "embeddingModel",
-        ],
-        last_evaluated_key=state.cursor,
-        page_size=PAGE_SIZE,
-        limit=PAGE_SIZE,
-    )
-    due, listed = [], 0
-    for item in query:
-        listed += 1
-        if (
-            state.force
-            or item.status != "ready"
-            or item.indexed_at is None
-            or item.embedding_model != model_id
-            or (item.updated_at is not None and item.updated_at > item.indexed_at)
-        ):
-            due.append(item.id)
-    return due, listed, query.last_evaluated_key
+    page = knowledge.indexing_states(state.workspaceId, state.cursor, PAGE_SIZE)
+    due = [
+        item.id
+        for item in page.items
+        if state.force
+        or may_need_indexing(
+            status=item.status,
+            indexed_at=item.indexed_at,
+            updated_at=item.updated_at,
+            stored_model=item.embedding_model,
+            model_id=model_id,
+        )
+    ]
+    return due, len(page.items), page.cursor
 
 
 def list_documents_page(state: PageState) -> PageState:
@@ -206,11 +167,11 @@ def list_documents_page(state: PageState) -> PageState:
 
 
 def index_documents_batch(batch: BatchInput) -> dict[str, int]:
-    """Index up to 10 items; an item that cannot be indexed is marked failed and counted."""
+    """Index one batch (up to BATCH_SIZE items); an item that cannot be indexed is marked
+    failed and counted."""
     totals = dict.fromkeys(("processed", "indexed", "unchanged", "changed", "failed", "chunks"), 0)
     embedder = get_embedder()
-    keys = [(batch.workspaceId, item_id) for item_id in batch.ids]
-    for item in KnowledgeItem.batch_get(keys, consistent_read=True):
+    for item in knowledge.get_many(batch.workspaceId, batch.ids):
         totals["processed"] += 1
         try:
             outcome = index_item(item, force=batch.force, embedder=embedder)
@@ -222,7 +183,7 @@ def index_documents_batch(batch: BatchInput) -> dict[str, int]:
             # retries, so a throttled embedding never marks an item failed.
             logger.warning("item cannot be indexed", extra={"item_id": item.id, "error": str(exc)})
             totals["failed"] += 1
-            _mark_failed(item, str(exc))
+            knowledge.mark_indexing_failed(item, str(exc))
             continue
         totals[outcome.status] += 1
         totals["chunks"] += outcome.chunkCount if outcome.status == "indexed" else 0

@@ -6,15 +6,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pynamodb.exceptions import UpdateError
-
-from crmjobs.domain.scoring import ProspectFacts, ScoreResult, needs_scoring, score_prospect
-from crmjobs.errors import NotFound
+from crmjobs.domain.scoring import is_stored_score, needs_scoring, score_prospect
+from crmjobs.errors import Conflict
 from crmjobs.models import Prospect
 from crmjobs.observability import logger
 from crmjobs.runtime import Detached, RunContext
 from crmjobs.schemas import BulkScoreLeadsPayload, ScoreLeadPayload
 from crmjobs.services.fanout import PAGE_SIZE, BatchInput, PageState, Step, next_page, start_fanout
+from crmjobs.stores import prospects
 
 #: Prospects per scoring batch (DynamoDB BatchGetItem's maximum).
 BATCH_SIZE = 100
@@ -32,72 +31,33 @@ class ScoreOutcome(Step):
     changed: bool
 
 
-def facts_of(prospect: Prospect) -> ProspectFacts:
-    return ProspectFacts(
-        email=prospect.email,
-        phone=prospect.phone,
-        company=prospect.company,
-        title=prospect.title,
-        stage=prospect.stage or "new",
-        estimated_value=None if prospect.estimated_value is None else int(prospect.estimated_value),
-        last_contacted_at=prospect.last_contacted_at,
-    )
-
-
-def _is_unchanged(prospect: Prospect, result: ScoreResult) -> bool:
-    stored = prospect.score_breakdown.as_dict() if prospect.score_breakdown else None
-    return (
-        prospect.score is not None
-        and int(prospect.score) == result.total
-        and stored == result.breakdown_dict()
-        and prospect.score_rules_version == result.rules_version
-    )
-
-
 def score_and_store(prospect: Prospect, now: datetime) -> ScoreOutcome:
-    """Score and write, conditional on the prospect being unchanged since it was read
-    (its version); on a conflict re-read and re-score. An unchanged score is not rewritten."""
+    """Score and write, conditional on the prospect being unchanged since it was read; on
+    a conflict re-read and re-score. An unchanged score is not rewritten."""
     for _ in range(MAX_CONFLICT_RETRIES):
-        result = score_prospect(facts_of(prospect), now)
+        result = score_prospect(prospects.facts_of(prospect), now)
+        total, breakdown, rules_version = prospects.stored_score(prospect)
         outcome = ScoreOutcome(
             prospectId=prospect.id,
             score=result.total,
             breakdown=result.breakdown_dict(),
             rulesVersion=result.rules_version,
-            changed=not _is_unchanged(prospect, result),
+            changed=not is_stored_score(
+                result, total=total, breakdown=breakdown, rules_version=rules_version
+            ),
         )
         if not outcome.changed:
             return outcome
         try:
-            # PynamoDB adds the version check; updatedAt covers writers that skip version.
-            prospect.update(
-                condition=prospect.unchanged_since_read(),
-                actions=[
-                    Prospect.score.set(result.total),
-                    Prospect.score_breakdown.set(result.breakdown_dict()),
-                    Prospect.scored_at.set(now),
-                    Prospect.score_rules_version.set(result.rules_version),
-                ],
-            )
+            prospects.write_score(prospect, result, now)
             return outcome
-        except UpdateError as exc:
-            if exc.cause_response_code != "ConditionalCheckFailedException":
-                raise
-            fresh = Prospect.get_in_workspace(
-                prospect.workspace_id, prospect.id, consistent_read=True
-            )
-            if fresh is None:
-                raise NotFound("prospect not found") from None
-            prospect = fresh
+        except Conflict:
+            prospect = prospects.get(prospect.workspace_id, prospect.id)  # NotFound if deleted
     raise RuntimeError(f"prospect {prospect.id} kept changing while being scored")
 
 
 def score_lead(payload: ScoreLeadPayload, context: RunContext) -> ScoreOutcome:
-    prospect = Prospect.get_in_workspace(
-        payload.workspaceId, payload.prospectId, consistent_read=True
-    )
-    if prospect is None:
-        raise NotFound("prospect not found")
+    prospect = prospects.get(payload.workspaceId, payload.prospectId)
     return score_and_store(prospect, datetime.now(UTC))
 
 
@@ -106,26 +66,19 @@ def score_lead(payload: ScoreLeadPayload, context: RunContext) -> ScoreOutcome:
 
 def _list_due_prospects(state: PageState) -> tuple[list[str], int, dict[str, Any] | None]:
     """One page of the workspace's prospects (keys and timestamps only); those due."""
-    query = Prospect.query(
-        state.workspaceId,
-        # The keys too: PynamoDB rebuilds a cursor from the last item when a page stops.
-        attributes_to_get=["workspaceId", "id", "scoredAt", "updatedAt", "scoreRulesVersion"],
-        last_evaluated_key=state.cursor,
-        page_size=PAGE_SIZE,
-        limit=PAGE_SIZE,
-    )
+    page = prospects.scoring_states(state.workspaceId, state.cursor, PAGE_SIZE)
     horizon = state.now + STALENESS_SLACK
-    due, listed = [], 0
-    for prospect in query:
-        listed += 1
+    due = [
+        prospect.id
+        for prospect in page.items
         if needs_scoring(
             scored_at=prospect.scored_at,
             updated_at=prospect.updated_at,
             rules_version=prospect.score_rules_version,
             now=horizon,
-        ):
-            due.append(prospect.id)
-    return due, listed, query.last_evaluated_key
+        )
+    ]
+    return due, len(page.items), page.cursor
 
 
 def list_prospects_page(state: PageState) -> PageState:
@@ -136,8 +89,7 @@ def score_prospects_batch(batch: BatchInput) -> dict[str, int]:
     """Score up to 100 prospects read with one BatchGetItem; a prospect that fails is
     counted and logged, and does not fail its neighbours."""
     totals = dict.fromkeys(("processed", "changed", "unchanged", "failed"), 0)
-    keys = [(batch.workspaceId, prospect_id) for prospect_id in batch.ids]
-    for prospect in Prospect.batch_get(keys):
+    for prospect in prospects.get_many(batch.workspaceId, batch.ids):
         totals["processed"] += 1
         try:
             outcome = score_and_store(prospect, batch.now)
