@@ -46,7 +46,7 @@ from crmjobs.adapters.vector_index import (  # noqa: E402
 from crmjobs.domain.chunking import chunk_text  # noqa: E402
 from crmjobs.models import KnowledgeItem, Workspace  # noqa: E402
 from crmjobs.services.documents import search_knowledge  # noqa: E402
-from crmjobs_local.stack import LocalStack  # noqa: E402
+from crmjobs_local.stack import LocalRuntime  # noqa: E402
 
 QUEUE_WORKSPACE = "ws-bench-docs"
 BULK_WORKSPACE = "ws-bench-bulk"
@@ -284,7 +284,7 @@ def seed_items(workspace_id: str, texts: list[str]) -> list[str]:
     return ids
 
 
-def index_through_queue(stack: LocalStack, item_ids: list[str]) -> float:
+def index_through_queue(stack: LocalRuntime, item_ids: list[str]) -> float:
     """Trigger index-document per item, then poll its queue until every record ran."""
     source = stack.source_for_task("index-document")
     started = time.perf_counter()
@@ -308,7 +308,7 @@ def index_through_queue(stack: LocalStack, item_ids: list[str]) -> float:
     return elapsed
 
 
-def index_through_state_machine(stack: LocalStack, count: int) -> tuple[float, dict]:
+def index_through_state_machine(stack: LocalRuntime, count: int) -> tuple[float, dict]:
     """The task's handler starts the state machine, whose last step finishes the run."""
     run = client.trigger("bulk-index-documents", {"workspaceId": BULK_WORKSPACE})
     started = time.perf_counter()
@@ -402,7 +402,7 @@ def measure_indexing(documents: int) -> None:
     print(f"\n(b) indexing end to end on the local default, {documents} documents of 3-6 chunks")
     with (
         tempfile.TemporaryDirectory() as data,
-        LocalStack(data_dir=Path(data), in_process=True) as stack,
+        LocalRuntime(data_dir=Path(data), in_process=True) as stack,
         # The handlers' CloudWatch metrics (EMF) still print, to nowhere instead of the report.
         open(os.devnull, "w") as discard,
     ):

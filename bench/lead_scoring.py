@@ -21,7 +21,7 @@ from scoring_pure import measure_pure_scoring, synthetic_prospects  # noqa: E402
 
 from crmjobs import client  # noqa: E402
 from crmjobs.models import Prospect, Workspace  # noqa: E402
-from crmjobs_local.stack import LocalStack  # noqa: E402
+from crmjobs_local.stack import LocalRuntime  # noqa: E402
 
 WORKSPACE = "ws-bench"
 
@@ -47,7 +47,7 @@ def seed(count: int) -> None:
             )
 
 
-def bulk_run(stack: LocalStack) -> tuple[dict, float, Counter[str]]:
+def bulk_run(stack: LocalRuntime) -> tuple[dict, float, Counter[str]]:
     """One bulk-score-leads run through its queue and state machine until the run is
     recorded COMPLETED; (output, seconds, DynamoDB requests)."""
     run = client.trigger("bulk-score-leads", {"workspaceId": WORKSPACE})
@@ -91,7 +91,7 @@ def main() -> None:
     print(f"score_prospect (pure): {measure_pure_scoring():,.0f} prospects/s")
     with (
         tempfile.TemporaryDirectory() as data,
-        LocalStack(data_dir=Path(data), in_process=True) as stack,
+        LocalRuntime(data_dir=Path(data), in_process=True) as stack,
     ):
         seed(n)
         output, elapsed, counts = bulk_run(stack)

@@ -39,7 +39,7 @@ from crmjobs import client, ledger
 from crmjobs.models import Prospect, Workspace
 from crmjobs.services.scoring import score_and_store
 from crmjobs_local.event_sources import sqs_event
-from crmjobs_local.stack import LocalStack
+from crmjobs_local.stack import LocalRuntime
 
 WORKSPACE = "ws-bench-runtime"
 TASK = "score-lead"
@@ -92,7 +92,7 @@ class Runner:
     """One score-lead run per mode, each on its own prospect. `prepare_<mode>` does the
     untimed setup; `<mode>` is the measured part and returns the run id to check, if any."""
 
-    def __init__(self, stack: LocalStack) -> None:
+    def __init__(self, stack: LocalRuntime) -> None:
         self.stack = stack
         self.source = stack.source_for_task(TASK)
 
@@ -221,7 +221,7 @@ def main() -> None:
     rounds = args.runs
     with (
         tempfile.TemporaryDirectory() as data,
-        LocalStack(data_dir=Path(data), in_process=True) as stack,
+        LocalRuntime(data_dir=Path(data), in_process=True) as stack,
     ):
         Workspace(id=WORKSPACE, name="Bench", subscription_tier="enterprise").save()
         prospects = {mode: seed_prospects(mode, rounds) for mode in MODES}

@@ -31,10 +31,10 @@ for variable in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
 def local_stack(tmp_path_factory):
     """The whole application provisioned from template.yaml into in-process moto, once per
     test module (other modules may reset moto)."""
-    from crmjobs_local.stack import LocalStack
+    from crmjobs_local.stack import LocalRuntime
 
     data_dir = tmp_path_factory.mktemp("data")
-    with LocalStack(ROOT / "template.yaml", data_dir=data_dir, in_process=True) as local:
+    with LocalRuntime(ROOT / "template.yaml", data_dir=data_dir, in_process=True) as local:
         yield local
 
 

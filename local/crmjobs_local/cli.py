@@ -33,9 +33,15 @@ from pathlib import Path
 from typing import Any
 
 from crmjobs.tasks import TASKS
+from crmjobs_local.project import (
+    ENDPOINT_FILE,
+    ProjectNotFound,
+    default_data_dir,
+    dev_server_endpoint_file,
+    find_template,
+)
 from crmjobs_local.stack import reset_cached_clients
 
-ENDPOINT_FILE = "endpoint.json"
 NO_DEV_SERVER = "start `crmjobs dev` first or pass --stack"
 #: Settings of every local process the CLI starts: no metric lines, no request log.
 QUIET_SETTINGS = {"POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "WARNING"}
@@ -68,7 +74,7 @@ class Target:
 
 
 def local_environment(stack: Any) -> dict[str, str]:
-    """What a process needs to act on a running LocalStack: endpoint, names and settings."""
+    """What a process needs to act on a running LocalRuntime: endpoint, names and settings."""
     from crmjobs_local.stack import LOCAL_CREDENTIALS
 
     assert stack.resources is not None and stack.endpoint_url is not None
@@ -82,7 +88,7 @@ def local_environment(stack: Any) -> dict[str, str]:
 
 
 def endpoint_document(stack: Any) -> dict[str, Any]:
-    """The contents of endpoint.json for a started LocalStack (server mode)."""
+    """The contents of endpoint.json for a started LocalRuntime (server mode)."""
     resources = stack.resources
     return {
         "endpoint": stack.endpoint_url,
@@ -125,8 +131,12 @@ def _answers(endpoint: str) -> bool:
         return False
 
 
-def dev_server_target(data_dir: Path) -> Target:
-    path = Path(data_dir) / ENDPOINT_FILE
+def dev_server_target(data_dir: Path | None) -> Target:
+    """The dev server whose endpoint.json is in `data_dir` (default: this project's)."""
+    try:
+        path = Path(data_dir) / ENDPOINT_FILE if data_dir else dev_server_endpoint_file()
+    except ProjectNotFound as error:
+        raise CliError(f"{error}; {NO_DEV_SERVER}") from None
     if not path.is_file():
         raise CliError(f"no {path}: {NO_DEV_SERVER}")
     document = json.loads(path.read_text())
@@ -233,7 +243,8 @@ def deployed_target(args: argparse.Namespace) -> Target:
     session = boto3.session.Session(profile_name=args.profile, region_name=args.region)
     if session.region_name is None:
         raise CliError("no AWS region: pass --region or configure one for the profile")
-    environment, unresolved = deployed_environment(session, args.stack, args.template)
+    template = args.template or find_template()
+    environment, unresolved = deployed_environment(session, args.stack, template)
     if args.profile:
         environment["AWS_PROFILE"] = args.profile
     return Target(
@@ -368,19 +379,21 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 def cmd_dev(args: argparse.Namespace, console: Any) -> int:
     from crmjobs_local.outbox import Outbox
-    from crmjobs_local.stack import LocalStack
+    from crmjobs_local.stack import LocalRuntime
 
     _silence_request_logs()
+    template = args.template or find_template()
+    data_dir = args.data_dir or default_data_dir(template)
     try:
-        running = dev_server_target(args.data_dir)
+        running = dev_server_target(data_dir)
     except CliError:
         running = None
     if running is not None:
-        raise CliError(f"a {running.description} already serves {args.data_dir}")
+        raise CliError(f"a {running.description} already serves {data_dir}")
     os.environ.update(QUIET_SETTINGS)
-    stack = LocalStack(
-        args.template,
-        data_dir=args.data_dir,
+    stack = LocalRuntime(
+        template,
+        data_dir=data_dir,
         on_invoke=lambda function, outcome: _batch_line(console, function, outcome),
         on_fire=lambda record: _fire_line(console, record),
     )
@@ -441,7 +454,8 @@ def cmd_demo(args: argparse.Namespace, console: Any) -> int:
         if data_dir.exists() and any(data_dir.iterdir()):
             raise CliError(f"{data_dir} is not empty; the demo needs a fresh data dir")
     os.environ.update(QUIET_SETTINGS)
-    return run_demo(console, prospects=args.prospects, data_dir=data_dir, template=args.template)
+    template = args.template or find_template()
+    return run_demo(console, prospects=args.prospects, data_dir=data_dir, template=template)
 
 
 # --------------------------------------------------------------------------- runs
@@ -702,7 +716,7 @@ def _invoke_on_dev_server(target: Target, name: str, event: Any) -> Any:
 def cmd_invoke(args: argparse.Namespace, console: Any) -> int:
     """Like `sam local invoke`, without Docker: against a running dev server when there is
     one (its data), else in a fresh in-process stack."""
-    from crmjobs_local.stack import LocalStack
+    from crmjobs_local.stack import LocalRuntime
 
     event = _load_json_argument(f"@{args.event}")
     try:
@@ -714,7 +728,7 @@ def cmd_invoke(args: argparse.Namespace, console: Any) -> int:
     else:
         os.environ.update(QUIET_SETTINGS)
         with tempfile.TemporaryDirectory(prefix="crmjobs-invoke-") as data_dir:
-            with LocalStack(args.template, data_dir=Path(data_dir), in_process=True) as stack:
+            with LocalRuntime(args.template, data_dir=Path(data_dir), in_process=True) as stack:
                 assert stack.resources is not None
                 matching = [
                     function.logical_id
@@ -728,7 +742,7 @@ def cmd_invoke(args: argparse.Namespace, console: Any) -> int:
                     )
                 ]
                 if not matching:
-                    raise CliError(f"no function {args.function!r} in {args.template}")
+                    raise CliError(f"no function {args.function!r} in {stack.template}")
                 result = stack.invoke(matching[0], event)
     sys.stdout.write(json.dumps(result, indent=2, default=str) + "\n")
     return 0
@@ -738,15 +752,18 @@ def cmd_invoke(args: argparse.Namespace, console: Any) -> int:
 
 
 def _add_local_options(parser: argparse.ArgumentParser) -> None:
-    from crmjobs_local.stack import DEFAULT_DATA_DIR, DEFAULT_TEMPLATE
-
     parser.add_argument(
         "--data-dir",
         type=Path,
-        default=DEFAULT_DATA_DIR,
-        help="the dev server's data dir, where endpoint.json is (default .crmjobs)",
+        help="the dev server's data dir, where endpoint.json is (default: $CRMJOBS_DATA_DIR,"
+        " else the .crmjobs of the current folder or above, else the one beside the template)",
     )
-    parser.add_argument("--template", type=Path, default=DEFAULT_TEMPLATE, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--template",
+        type=Path,
+        help="the SAM template (default: $CRMJOBS_TEMPLATE, else template.yaml in the current"
+        " folder or above)",
+    )
 
 
 def _target_options() -> argparse.ArgumentParser:
@@ -761,7 +778,6 @@ def _target_options() -> argparse.ArgumentParser:
 
 def build_parser() -> argparse.ArgumentParser:
     from crmjobs.ledger import RunStatus
-    from crmjobs_local.stack import DEFAULT_TEMPLATE
 
     parser = argparse.ArgumentParser(
         prog="crmjobs", description="Run the CRM's background jobs locally and manage runs."
@@ -777,7 +793,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="seed a demo CRM and run every built task")
     demo.add_argument("--prospects", type=int, default=300, help="prospects of the demo workspace")
     demo.add_argument("--data-dir", type=Path, default=None, help="a fresh dir (default: temp)")
-    demo.add_argument("--template", type=Path, default=DEFAULT_TEMPLATE, help=argparse.SUPPRESS)
+    demo.add_argument("--template", type=Path, help="the SAM template (default: the project's)")
     demo.set_defaults(run=cmd_demo)
 
     trigger = commands.add_parser("trigger", parents=[target], help="trigger a task")
@@ -856,7 +872,14 @@ def main(argv: list[str] | None = None) -> int:
     console = _console()
     try:
         return args.run(args, console)
-    except (CliError, PermanentError, ConfigurationError, ClientError, BotoCoreError) as error:
+    except (
+        CliError,
+        ProjectNotFound,
+        PermanentError,
+        ConfigurationError,
+        ClientError,
+        BotoCoreError,
+    ) as error:
         _console(sys.stderr).print(f"[red]error:[/] {error}", highlight=False)
         return 2
 

@@ -167,7 +167,7 @@ GLOBEX_DOCUMENTS = {
 
 @dataclass
 class InvocationStats:
-    """What the queue pollers ran, per function (filled from LocalStack.on_invoke)."""
+    """What the queue pollers ran, per function (filled from LocalRuntime.on_invoke)."""
 
     batches: Counter = field(default_factory=Counter)
     records: Counter = field(default_factory=Counter)
@@ -568,12 +568,12 @@ def _demo_runs() -> list[Any]:
 
 def run_demo(console: Any, *, prospects: int, data_dir: Path, template: Path) -> int:
     """Start a local stack in `data_dir`, run the scenario, print the summary; the exit code."""
-    from crmjobs_local.stack import LocalStack
+    from crmjobs_local.stack import LocalRuntime
 
     started = time.monotonic()
     stats = InvocationStats()
     result = DemoResult()
-    stack = LocalStack(template, data_dir=data_dir, on_invoke=stats.record)
+    stack = LocalRuntime(template, data_dir=data_dir, on_invoke=stats.record)
     try:
         with console.status("starting the local stack (moto server, template.yaml)"):
             stack.start()

@@ -1,6 +1,6 @@
 """The embedded local runtime: the whole application in one process, no AWS, no Docker.
 
-`LocalStack` starts moto (a server on 127.0.0.1, or in-process for tests), provisions
+`LocalRuntime` starts moto (a server on 127.0.0.1, or in-process for tests), provisions
 everything from template.yaml, routes Step Functions' Lambda calls and every queue's
 messages to the functions' handlers in-process, fires schedules and polls table streams.
 """
@@ -21,6 +21,7 @@ from crmjobs.adapters import aws
 from crmjobs_local.context import LambdaContext, load_handler
 from crmjobs_local.event_sources import BatchOutcome, SqsEventSource
 from crmjobs_local.outbox import Outbox, verify_sender
+from crmjobs_local.project import default_data_dir, find_template
 from crmjobs_local.provision import LocalFunction, LocalResources, NotProvisioned, provision
 from crmjobs_local.schedules import FireRecord, LocalScheduler
 from crmjobs_local.sfn_bridge import LambdaBridge
@@ -28,9 +29,6 @@ from crmjobs_local.streams import StreamEventSource
 from crmjobs_local.template import DynamoDbStreamEventSource, OtherEventSource
 from crmjobs_local.template import SqsEventSource as SqsEventConfig
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_TEMPLATE = PROJECT_ROOT / "template.yaml"
-DEFAULT_DATA_DIR = Path(".crmjobs")
 #: The local sender domain, verified at start so every address of it can send.
 LOCAL_MAIL_DOMAIN = "crmjobs.local"
 MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
@@ -58,21 +56,25 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-class LocalStack:
-    """The application running locally; use as a context manager or start()/stop()."""
+class LocalRuntime:
+    """The application running locally; use as a context manager or start()/stop().
+
+    By default the template is the project's (found from the current folder upward, see
+    `crmjobs_local.project`) and local state lives in `.crmjobs` beside it.
+    """
 
     def __init__(
         self,
-        template: Path = DEFAULT_TEMPLATE,
+        template: Path | None = None,
         *,
-        data_dir: Path = DEFAULT_DATA_DIR,
+        data_dir: Path | None = None,
         in_process: bool = False,
         parameters: dict[str, str] | None = None,
         on_invoke: Callable[[str, BatchOutcome], None] | None = None,
         on_fire: Callable[[FireRecord], None] | None = None,
     ) -> None:
-        self.template = Path(template)
-        self.data_dir = Path(data_dir).resolve()
+        self.template = Path(template) if template is not None else find_template()
+        self.data_dir = Path(data_dir or default_data_dir(self.template)).resolve()
         self.in_process = in_process
         self.parameters = parameters
         self.on_invoke = on_invoke
@@ -94,7 +96,7 @@ class LocalStack:
 
     # --- lifecycle -----------------------------------------------------------------
 
-    def start(self) -> LocalStack:
+    def start(self) -> LocalRuntime:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._saved_environ = dict(os.environ)
         os.environ.update(LOCAL_CREDENTIALS)
@@ -156,7 +158,7 @@ class LocalStack:
             self._saved_environ = None
         reset_cached_clients()
 
-    def __enter__(self) -> LocalStack:
+    def __enter__(self) -> LocalRuntime:
         return self.start()
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -176,7 +178,7 @@ class LocalStack:
         return run
 
     def function(self, name: str) -> LocalFunction:
-        assert self.resources is not None, "start() the stack first"
+        assert self.resources is not None, "start() the runtime first"
         return self.resources.function_named(name)
 
     def invoke(self, name: str, event: Any) -> Any:
@@ -282,7 +284,7 @@ class LocalStack:
         self._serving = False
 
     @contextmanager
-    def serving(self) -> Iterator[LocalStack]:
+    def serving(self) -> Iterator[LocalRuntime]:
         self.serve()
         try:
             yield self
@@ -303,7 +305,7 @@ class LocalStack:
 def reset_cached_clients() -> None:
     """Forget every client made for another endpoint: boto3's, Powertools', and PynamoDB's
     per-model connections (PynamoDB reconnects only when a table name changes, and local
-    stacks reuse the same names)."""
+    runtimes reuse the same names)."""
     from pynamodb.models import Model
 
     from crmjobs import runtime

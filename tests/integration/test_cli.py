@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -31,12 +32,12 @@ CLI = [sys.executable, "-m", "crmjobs_local.cli"]
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    """A LocalStack in server mode, serving, with the endpoint.json `crmjobs dev` writes."""
-    from crmjobs_local.stack import LocalStack
+    """A LocalRuntime in server mode, serving, with the endpoint.json `crmjobs dev` writes."""
+    from crmjobs_local.stack import LocalRuntime
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the server's request log
     data_dir = tmp_path_factory.mktemp("dev")
-    stack = LocalStack(ROOT / "template.yaml", data_dir=data_dir)
+    stack = LocalRuntime(ROOT / "template.yaml", data_dir=data_dir)
     stack.start()
     try:
         reset_cached_clients()  # models may hold connections made for an earlier module's moto
@@ -180,11 +181,12 @@ def test_invoke_runs_the_handler_against_the_dev_server(run_cli, served, tmp_pat
 
 
 @pytest.mark.slow
-def test_invoke_without_a_dev_server_uses_a_fresh_stack(tmp_path):
-    event_file = ROOT / "events" / "score_lead_plain.json"
+def test_invoke_without_a_dev_server_uses_a_fresh_runtime(tmp_path):
+    """Run from a subfolder of the project: the template is found upward from there."""
     result = subprocess.run(
-        [*CLI, "invoke", "ScoreLeadFunction", "--event", str(event_file)],
-        cwd=tmp_path,
+        [*CLI, "invoke", "ScoreLeadFunction", "--event", "score_lead_plain.json"],
+        cwd=ROOT / "events",
+        env={**os.environ, "CRMJOBS_DATA_DIR": str(tmp_path)},  # no dev server there
         capture_output=True,
         text=True,
         timeout=180,
