@@ -1,0 +1,92 @@
+"""Campaigns, their per-recipient ledger (the deliveries table) and the workspaces'
+suppression lists."""
+
+from __future__ import annotations
+
+from pynamodb.attributes import (
+    BooleanAttribute,
+    MapAttribute,
+    UnicodeAttribute,
+    UTCDateTimeAttribute,
+)
+from pynamodb.models import Model
+
+from crmjobs.models.base import WorkspaceScoped, table_meta, utcnow
+
+
+class CampaignContent(MapAttribute):
+    subject = UnicodeAttribute(null=True)
+    body = UnicodeAttribute(null=True)
+
+
+class Campaign(WorkspaceScoped):
+    Meta = table_meta("CAMPAIGNS_TABLE")
+
+    workspace_id = UnicodeAttribute(hash_key=True, attr_name="workspaceId")
+    id = UnicodeAttribute(range_key=True)
+    name = UnicodeAttribute()
+    type = UnicodeAttribute(default="email")
+    status = UnicodeAttribute(default="draft")
+    audience = UnicodeAttribute(null=True)
+    content = CampaignContent(null=True)
+    scheduled_for = UTCDateTimeAttribute(null=True, attr_name="scheduledFor")
+    #: recipients, pending, sent, failed, unconfirmed (recounted from the ledger),
+    #: excluded {optedOut, suppressed, duplicate, invalid}, and the feedback counters
+    #: (delivered, bounced, complained, opened, clicked, rejected, unsubscribed).
+    counters = MapAttribute(null=True)
+    last_error = UnicodeAttribute(null=True, attr_name="lastError")
+    #: The send-campaign run sending it now (one at a time).
+    sending_run = UnicodeAttribute(null=True, attr_name="sendingRun")
+    #: Every audience page is in the ledger: a resume sends the pending recipients only.
+    audience_listed = BooleanAttribute(null=True, attr_name="audienceListed")
+    created_by = UnicodeAttribute(null=True, attr_name="createdBy")
+    created_at = UTCDateTimeAttribute(default=utcnow, attr_name="createdAt")
+    updated_at = UTCDateTimeAttribute(default=utcnow, attr_name="updatedAt")
+
+
+class Delivery(Model):
+    """One recipient of one campaign (the ledger), keyed (workspaceId#campaignId, address);
+    direct emails use the key (workspaceId#direct#dedupeKey, address)."""
+
+    Meta = table_meta("DELIVERIES_TABLE")
+
+    campaign_key = UnicodeAttribute(hash_key=True, attr_name="campaignKey")
+    email = UnicodeAttribute(range_key=True)
+    workspace_id = UnicodeAttribute(attr_name="workspaceId")
+    campaign_id = UnicodeAttribute(null=True, attr_name="campaignId")
+    #: The record the address came from, "prospect:<id>" or "contact:<id>".
+    recipient = UnicodeAttribute(null=True)
+    name = UnicodeAttribute(null=True)
+    first_name = UnicodeAttribute(null=True, attr_name="firstName")
+    last_name = UnicodeAttribute(null=True, attr_name="lastName")
+    company = UnicodeAttribute(null=True)
+    title = UnicodeAttribute(null=True)
+    #: pending -> sending -> sent | failed | unconfirmed
+    status = UnicodeAttribute(default="pending")
+    message_id = UnicodeAttribute(null=True, attr_name="messageId")
+    error = UnicodeAttribute(null=True)
+    claimed_at = UTCDateTimeAttribute(null=True, attr_name="claimedAt")
+    sent_at = UTCDateTimeAttribute(null=True, attr_name="sentAt")
+    delivered_at = UTCDateTimeAttribute(null=True, attr_name="deliveredAt")
+    bounced_at = UTCDateTimeAttribute(null=True, attr_name="bouncedAt")
+    bounce_type = UnicodeAttribute(null=True, attr_name="bounceType")
+    complained_at = UTCDateTimeAttribute(null=True, attr_name="complainedAt")
+    opened_at = UTCDateTimeAttribute(null=True, attr_name="openedAt")
+    clicked_at = UTCDateTimeAttribute(null=True, attr_name="clickedAt")
+    rejected_at = UTCDateTimeAttribute(null=True, attr_name="rejectedAt")
+    unsubscribed_at = UTCDateTimeAttribute(null=True, attr_name="unsubscribedAt")
+
+    @staticmethod
+    def key_for(workspace_id: str, campaign_id: str) -> str:
+        return f"{workspace_id}#{campaign_id}"
+
+
+class Suppression(Model):
+    """An address a workspace must not mail (permanent bounce, complaint, unsubscribe)."""
+
+    Meta = table_meta("SUPPRESSIONS_TABLE")
+
+    workspace_id = UnicodeAttribute(hash_key=True, attr_name="workspaceId")
+    email = UnicodeAttribute(range_key=True)
+    reason = UnicodeAttribute(default="bounce")
+    created_at = UTCDateTimeAttribute(default=utcnow, attr_name="createdAt")
