@@ -38,11 +38,8 @@ from test_vector_index import WireState, wire_client  # noqa: E402
 
 from crmjobs import client, config  # noqa: E402
 from crmjobs.adapters.embeddings import get_embedder  # noqa: E402
-from crmjobs.adapters.vector_index import (  # noqa: E402
-    ChunkRecord,
-    OpenSearchVectorIndex,
-    get_vector_index,
-)
+from crmjobs.adapters.vector_index import ChunkRecord, get_vector_index  # noqa: E402
+from crmjobs.adapters.vector_index.opensearch import OpenSearchVectorIndex  # noqa: E402
 from crmjobs.domain.chunking import chunk_text  # noqa: E402
 from crmjobs.models import KnowledgeItem, Workspace  # noqa: E402
 from crmjobs.services.documents import search_knowledge  # noqa: E402

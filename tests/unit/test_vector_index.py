@@ -12,7 +12,6 @@ make, so point it at a managed domain.
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import uuid
@@ -23,17 +22,16 @@ from typing import Any
 import pytest
 from opensearchpy import Connection, OpenSearch, RequestsHttpConnection, TransportError
 
-from crmjobs.adapters import vector_index
 from crmjobs.adapters.vector_index import (
-    STOP_WORDS,
     ChunkRecord,
-    LocalVectorIndex,
-    OpenSearchVectorIndex,
     VectorIndex,
     VectorIndexError,
     get_vector_index,
-    reciprocal_rank_fusion,
 )
+from crmjobs.adapters.vector_index import local as sqlite_backend
+from crmjobs.adapters.vector_index.local import LocalVectorIndex
+from crmjobs.adapters.vector_index.opensearch import OpenSearchVectorIndex, opensearch_client
+from crmjobs.domain.search import STOP_WORDS
 
 DIMENSION = 8
 INDEX = "chunks"
@@ -375,7 +373,7 @@ def index(request: pytest.FixtureRequest, tmp_path, monkeypatch) -> Iterator[Vec
     backend = request.param
     if backend.startswith("local"):
         if backend == "local-python-bm25":
-            monkeypatch.setattr(vector_index, "fts5_available", lambda connection: False)
+            monkeypatch.setattr(sqlite_backend, "fts5_available", lambda connection: False)
         local = LocalVectorIndex(tmp_path / "vectors.sqlite3", DIMENSION)
         assert local.keyword_engine == backend.removeprefix("local-").removesuffix("-bm25")
         local.ensure_index()
@@ -386,7 +384,7 @@ def index(request: pytest.FixtureRequest, tmp_path, monkeypatch) -> Iterator[Vec
         if not endpoint:
             pytest.skip("OPENSEARCH_TEST_ENDPOINT is not set")
         service = os.environ.get("OPENSEARCH_TEST_SERVICE", "es")
-        client = vector_index.opensearch_client(endpoint, os.environ["AWS_REGION"], service)
+        client = opensearch_client(endpoint, os.environ["AWS_REGION"], service)
         name = f"crmjobs-test-{uuid.uuid4().hex[:12]}"
         live = OpenSearchVectorIndex(client, name, DIMENSION, serverless=service == "aoss")
         live.ensure_index()
@@ -912,16 +910,7 @@ def test_serverless_delete_item_looks_up_ids_and_bulk_deletes() -> None:
     assert index.count("ws-1") == 0
 
 
-# --------------------------------------------------------------------------- shared pieces
-
-
-def test_reciprocal_rank_fusion_rewards_agreement_between_legs() -> None:
-    fused = reciprocal_rank_fusion([["a", "b", "c"], ["c", "d"]])
-
-    assert [key for key, _ in fused] == ["c", "a", "b", "d"]  # b and d tie: id order
-    assert fused[0][1] == pytest.approx(1 / 63 + 1 / 61)
-    assert fused[1][1] == pytest.approx(1 / 61)
-    assert fused[2][1] == fused[3][1] == pytest.approx(1 / 62)
+# --------------------------------------------------------------------------- the factory
 
 
 def test_get_vector_index_builds_the_configured_backend_once(tmp_path, monkeypatch) -> None:
@@ -955,7 +944,7 @@ def test_get_vector_index_builds_opensearch_without_contacting_it(monkeypatch) -
 
 def test_opensearch_client_accepts_only_the_two_signing_services() -> None:
     with pytest.raises(ValueError, match="'es' or 'aoss'"):
-        vector_index.opensearch_client("https://example.test", "us-east-1", "opensearch")
+        opensearch_client("https://example.test", "us-east-1", "opensearch")
 
 
 @pytest.mark.parametrize("backend", ["", "pgvector", "LOCAL"])
@@ -964,14 +953,6 @@ def test_get_vector_index_rejects_an_unknown_backend(backend, monkeypatch) -> No
 
     with pytest.raises(ValueError, match="VECTOR_BACKEND must be 'opensearch' or 'local'"):
         get_vector_index(DIMENSION)
-
-
-def test_query_vectors_must_be_non_zero() -> None:
-    with pytest.raises(ValueError, match="non-zero"):
-        vector_index.unit_vector([0.0] * DIMENSION, DIMENSION)
-    assert math.isclose(
-        sum(x * x for x in vector_index.unit_vector(axis(1, tilt=2), DIMENSION)), 1.0
-    )
 
 
 def test_local_keyword_leg_stems_and_skips_question_words(tmp_path):
