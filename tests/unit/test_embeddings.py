@@ -11,12 +11,10 @@ from botocore.response import StreamingBody
 from botocore.stub import Stubber
 from urllib3 import HTTPResponse
 
-from crmjobs.adapters import embeddings
-from crmjobs.adapters.embeddings import (
-    BedrockTitanEmbedder,
-    LocalMiniLMEmbedder,
-    get_embedder,
-)
+from crmjobs.adapters.embeddings import bedrock as bedrock_module
+from crmjobs.adapters.embeddings import get_embedder
+from crmjobs.adapters.embeddings.bedrock import BedrockTitanEmbedder
+from crmjobs.adapters.embeddings.minilm import LocalMiniLMEmbedder
 
 TITAN = "amazon.titan-embed-text-v2:0"
 
@@ -362,7 +360,7 @@ def test_bedrock_backend_reads_dimension_and_builds_no_client(monkeypatch):
     def no_client(*args, **kwargs):
         raise AssertionError("the Bedrock client must be created on first use only")
 
-    monkeypatch.setattr(embeddings.boto3, "client", no_client)
+    monkeypatch.setattr(bedrock_module.boto3, "client", no_client)
     monkeypatch.setenv("EMBEDDINGS_BACKEND", "bedrock")
     monkeypatch.delenv("EMBEDDINGS_DIMENSION", raising=False)
     default = get_embedder()
