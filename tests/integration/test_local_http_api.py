@@ -1,0 +1,105 @@
+"""The trigger API served locally over real HTTP on 127.0.0.1: requests become API Gateway
+HTTP API (payload 2.0) events for the trigger function's handler (IAM mode: no token)."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+import requests
+from werkzeug.test import EnvironBuilder
+from werkzeug.wrappers import Request
+
+from crmjobs.models import Prospect
+from crmjobs_local.http_api import (
+    BackgroundServer,
+    LocalHttpApi,
+    http_event,
+    http_response,
+)
+
+
+@pytest.fixture(scope="module")
+def api(local_stack):
+    with BackgroundServer(LocalHttpApi.for_stack(local_stack)) as server:
+        yield server.url
+
+
+def test_trigger_over_http_then_retrieve_and_list(stack, api, workspace):
+    Prospect(
+        workspace_id=workspace.id, id="p-1", name="Ada", email="ada@acme.com", stage="new"
+    ).save()
+    response = requests.post(
+        f"{api}/tasks/score-lead/runs",
+        json={"payload": {"workspaceId": workspace.id, "prospectId": "p-1"}, "tags": ["curl"]},
+        timeout=10,
+    )
+    assert response.status_code == 202
+    assert response.headers["Content-Type"] == "application/json"
+    run = response.json()
+    assert (run["status"], run["source"], run["tags"]) == ("QUEUED", "http", ["curl"])
+    stack.source_for_task("score-lead").poll_once()
+    done = requests.get(f"{api}/runs/{run['id']}", timeout=10).json()
+    assert done["status"] == "COMPLETED"
+    listed = requests.get(
+        f"{api}/runs", params={"workspaceId": workspace.id, "task": "score-lead"}, timeout=10
+    )
+    assert [r["id"] for r in listed.json()["runs"]] == [run["id"]]
+
+
+def test_bad_requests_get_the_handlers_4xx(stack, api):
+    not_json = requests.post(
+        f"{api}/tasks/score-lead/runs",
+        data='{"payload": ',
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert not_json.status_code == 400 and "body is not JSON" in not_json.json()["message"]
+    unknown = requests.get(f"{api}/tasks/nope/schema", timeout=10)
+    assert unknown.status_code == 404 and "unknown task 'nope'" in unknown.json()["message"]
+    schema = requests.get(f"{api}/tasks/score-lead/schema", timeout=10).json()
+    assert set(schema["required"]) == {"workspaceId", "prospectId"}
+
+
+def test_the_api_listens_on_loopback_only(api):
+    assert api.startswith("http://127.0.0.1:")
+
+
+def test_request_becomes_a_payload_2_0_event():
+    environ = EnvironBuilder(
+        method="POST",
+        path="/tasks/score-lead/runs",
+        query_string="tag=a&tag=b&limit=5",
+        headers={"X-Trace": "t1", "Cookie": "a=1; b=2", "Host": "127.0.0.1:3000"},
+        data=b"\x00\x01binary",
+        content_type="application/octet-stream",
+    ).get_environ()
+    event = http_event(Request(environ), authorizer={"iam": {}}, account_id="123456789012")
+    assert (event["version"], event["routeKey"]) == ("2.0", "ANY /{proxy+}")
+    assert event["rawPath"] == "/tasks/score-lead/runs"
+    assert event["rawQueryString"] == "tag=a&tag=b&limit=5"
+    assert event["queryStringParameters"] == {"tag": "a,b", "limit": "5"}
+    assert event["headers"]["x-trace"] == "t1" and "cookie" not in event["headers"]
+    assert event["cookies"] == ["a=1", "b=2"]
+    assert event["isBase64Encoded"] is True
+    assert base64.b64decode(event["body"]) == b"\x00\x01binary"
+    context = event["requestContext"]
+    assert context["http"]["method"] == "POST" and context["stage"] == "$default"
+    assert event["pathParameters"] == {"proxy": "tasks/score-lead/runs"}
+
+
+def test_function_result_becomes_the_response():
+    response = http_response(
+        {
+            "statusCode": 201,
+            "headers": {"Content-Type": "text/plain"},
+            "cookies": ["a=1", "b=2; Path=/"],
+            "body": base64.b64encode(b"made").decode(),
+            "isBase64Encoded": True,
+        }
+    )
+    assert (response.status_code, response.get_data()) == (201, b"made")
+    assert response.headers.getlist("Set-Cookie") == ["a=1", "b=2; Path=/"]
+    plain = http_response({"ok": True})  # no statusCode: a JSON body, 200
+    assert (plain.status_code, json.loads(plain.get_data())) == (200, {"ok": True})
