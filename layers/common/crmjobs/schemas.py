@@ -58,6 +58,8 @@ class ReindexAllDocumentsPayload(Payload):
 class SendCampaignPayload(Payload):
     workspaceId: EntityId
     campaignId: EntityId
+    #: Set by schedule-campaign's schedule: send only if still scheduled for this time.
+    scheduledFor: AwareDatetime | None = None
 
 
 class ScheduleCampaignPayload(Payload):

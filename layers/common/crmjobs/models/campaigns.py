@@ -6,6 +6,7 @@ from __future__ import annotations
 from pynamodb.attributes import (
     BooleanAttribute,
     MapAttribute,
+    NumberAttribute,
     UnicodeAttribute,
     UTCDateTimeAttribute,
 )
@@ -61,6 +62,8 @@ class Delivery(Model):
     last_name = UnicodeAttribute(null=True, attr_name="lastName")
     company = UnicodeAttribute(null=True)
     title = UnicodeAttribute(null=True)
+    #: Who sent a direct email (an agent); campaigns leave it empty.
+    sent_by = UnicodeAttribute(null=True, attr_name="sentBy")
     #: pending -> sending -> sent | failed | unconfirmed
     status = UnicodeAttribute(default="pending")
     message_id = UnicodeAttribute(null=True, attr_name="messageId")
@@ -90,3 +93,15 @@ class Suppression(Model):
     email = UnicodeAttribute(range_key=True)
     reason = UnicodeAttribute(default="bounce")
     created_at = UTCDateTimeAttribute(default=utcnow, attr_name="createdAt")
+
+
+class SendSchedule(Model):
+    """The account's shared send schedule (domain/pacing.py): the next free send slot, in
+    epoch seconds. One item, kept in the campaigns table under the system workspace (real
+    workspace ids never start with "_")."""
+
+    Meta = table_meta("CAMPAIGNS_TABLE")
+
+    workspace_id = UnicodeAttribute(hash_key=True, attr_name="workspaceId")
+    id = UnicodeAttribute(range_key=True)
+    next_free = NumberAttribute(null=True, attr_name="nextFree")

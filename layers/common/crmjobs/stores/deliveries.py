@@ -1,0 +1,262 @@
+"""The per-recipient ledger of campaigns (the deliveries table): one row per address,
+written once when the audience is listed, then moved pending -> sending -> sent | failed |
+unconfirmed by conditional writes, a chunk of rows per transaction.
+
+Every read and write names the campaign's key, `<workspaceId>#<campaignId>`, so no
+campaign ever touches another workspace's rows.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+from pynamodb.connection import Connection
+from pynamodb.exceptions import PutError, TransactWriteError
+from pynamodb.expressions.condition import Condition
+from pynamodb.expressions.update import Action
+from pynamodb.transactions import TransactWrite
+
+from crmjobs import config
+from crmjobs.domain.audience import Person
+from crmjobs.domain.campaigns import RecipientStatus
+from crmjobs.errors import Conflict
+from crmjobs.models import Delivery
+from crmjobs.stores.dynamodb import CONDITION_FAILED, Page
+
+#: DynamoDB's limits: keys per BatchGetItem, actions per TransactWriteItems.
+BATCH_GET_LIMIT = 100
+TRANSACTION_LIMIT = 100
+_TRANSACTION_TRIES = 8
+#: A transaction item's cancellation reason when its condition did not hold.
+CONDITION_NOT_MET = "ConditionalCheckFailed"
+
+PENDING = RecipientStatus.PENDING.value
+SENDING = RecipientStatus.SENDING.value
+SENT = RecipientStatus.SENT.value
+FAILED = RecipientStatus.FAILED.value
+UNCONFIRMED = RecipientStatus.UNCONFIRMED.value
+
+
+def campaign_key(workspace_id: str, campaign_id: str) -> str:
+    return Delivery.key_for(workspace_id, campaign_id)
+
+
+def row(workspace_id: str, campaign_id: str, address: str) -> Delivery:
+    """A row by its key only (for conditional writes that need no read)."""
+    return Delivery(campaign_key(workspace_id, campaign_id), address)
+
+
+# --------------------------------------------------------------------------- listing
+
+
+def listed_by(workspace_id: str, campaign_id: str, addresses: Iterable[str]) -> dict[str, str]:
+    """Address -> the record its row came from, for the addresses that already have one."""
+    key = campaign_key(workspace_id, campaign_id)
+    wanted = sorted({address for address in addresses if address})
+    owners: dict[str, str] = {}
+    for start in range(0, len(wanted), BATCH_GET_LIMIT):
+        keys = [(key, address) for address in wanted[start : start + BATCH_GET_LIMIT]]
+        for found in Delivery.batch_get(
+            keys, consistent_read=True, attributes_to_get=["campaignKey", "email", "recipient"]
+        ):
+            owners[found.email] = found.recipient or ""
+    return owners
+
+
+def add_recipients(workspace_id: str, campaign_id: str, people: Sequence[Person]) -> None:
+    """Pending rows for people screened as new (none of them has a row yet)."""
+    key = campaign_key(workspace_id, campaign_id)
+    with Delivery.batch_write() as batch:
+        for person in people:
+            batch.save(
+                Delivery(
+                    key,
+                    person.address,
+                    workspace_id=workspace_id,
+                    campaign_id=campaign_id,
+                    recipient=person.key,
+                    name=person.name,
+                    first_name=person.first_name,
+                    last_name=person.last_name,
+                    company=person.company,
+                    title=person.title,
+                    status=PENDING,
+                )
+            )
+
+
+def unfinished_page(
+    workspace_id: str, campaign_id: str, cursor: dict[str, Any] | None, limit: int
+) -> Page[Delivery]:
+    """Up to `limit` rows of the ledger (in address order) read, of which those pending or
+    sending are returned; `cursor` continues the pass."""
+    query = Delivery.query(
+        campaign_key(workspace_id, campaign_id),
+        filter_condition=Delivery.status.is_in(PENDING, SENDING),
+        consistent_read=True,
+        last_evaluated_key=cursor,
+        limit=limit,
+        page_size=limit,
+    )
+    items = list(query)
+    return Page(items, query.last_evaluated_key)
+
+
+def count_by_status(workspace_id: str, campaign_id: str) -> Counter[str]:
+    """Every row's status, counted (a paged Query of the campaign's rows, statuses only)."""
+    counts: Counter[str] = Counter()
+    for found in Delivery.query(
+        campaign_key(workspace_id, campaign_id),
+        consistent_read=True,
+        attributes_to_get=["status"],
+    ):
+        counts[found.status] += 1
+    return counts
+
+
+def get(workspace_id: str, campaign_id: str, address: str) -> Delivery | None:
+    try:
+        return Delivery.get(campaign_key(workspace_id, campaign_id), address, consistent_read=True)
+    except Delivery.DoesNotExist:
+        return None
+
+
+# --------------------------------------------------------------------------- transitions
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One conditional write of a row."""
+
+    row: Delivery
+    actions: list[Action]
+    condition: Condition
+
+
+def _cancellation_codes(exc: TransactWriteError, size: int) -> list[str | None]:
+    reasons = exc.cancellation_reasons or [None] * size
+    return [reason.code if reason is not None else None for reason in reasons]
+
+
+@cache
+def _connection(region: str, endpoint: str | None) -> Connection:
+    """One connection (and so one botocore client) per region and endpoint."""
+    return Connection(region=region, host=endpoint)
+
+
+def _commit(transitions: Sequence[Transition], indexes: list[int]) -> None:
+    endpoint = config.env("AWS_ENDPOINT_URL_DYNAMODB") or config.env("AWS_ENDPOINT_URL")
+    with TransactWrite(connection=_connection(config.region(), endpoint)) as transaction:
+        for index in indexes:
+            step = transitions[index]
+            transaction.update(
+                step.row,
+                actions=step.actions,
+                condition=step.condition,
+                add_version_condition=False,
+            )
+
+
+def transact(transitions: Sequence[Transition]) -> list[bool]:
+    """Apply the transitions, up to TRANSACTION_LIMIT per transaction; for each, whether it
+    was applied (False: its condition did not hold, and the others are applied without it).
+    A conflict with another write in progress is retried with backoff."""
+    applied = [False] * len(transitions)
+    for start in range(0, len(transitions), TRANSACTION_LIMIT):
+        chunk = list(range(start, min(start + TRANSACTION_LIMIT, len(transitions))))
+        conflicts = 0
+        while chunk:
+            try:
+                _commit(transitions, chunk)
+            except TransactWriteError as exc:
+                codes = _cancellation_codes(exc, len(chunk))
+                if CONDITION_NOT_MET in codes:
+                    kept = zip(chunk, codes, strict=False)
+                    chunk = [index for index, code in kept if code != CONDITION_NOT_MET]
+                    continue
+                conflicts += 1
+                if conflicts >= _TRANSACTION_TRIES:
+                    raise
+                time.sleep(min(1.0, 0.02 * 2**conflicts) * random.uniform(0.5, 1.0))
+                continue
+            for index in chunk:
+                applied[index] = True
+            break
+    return applied
+
+
+def claim(rows: Sequence[Delivery], now: datetime) -> list[Delivery]:
+    """pending -> sending for each row, before its send: the rows this call claimed."""
+    transitions = [
+        Transition(
+            row,
+            [Delivery.status.set(SENDING), Delivery.claimed_at.set(now)],
+            Delivery.status == PENDING,
+        )
+        for row in rows
+    ]
+    return [row for row, ok in zip(rows, transact(transitions), strict=True) if ok]
+
+
+def sent(row: Delivery, message_id: str, now: datetime) -> Transition:
+    """The send call returned: sent with SES's MessageId (also over `unconfirmed`, set by a
+    pass that thought this send was lost)."""
+    return Transition(
+        row,
+        [
+            Delivery.status.set(SENT),
+            Delivery.message_id.set(message_id),
+            Delivery.sent_at.set(now),
+            Delivery.error.remove(),
+        ],
+        Delivery.status.is_in(SENDING, UNCONFIRMED),
+    )
+
+
+def failed(row: Delivery, reason: str) -> Transition:
+    return Transition(
+        row,
+        [Delivery.status.set(FAILED), Delivery.error.set(reason[:1000])],
+        Delivery.status == SENDING,
+    )
+
+
+def released(row: Delivery, reason: str | None = None) -> Transition:
+    """Back to pending: the message was certainly not sent (throttled, stopped, late)."""
+    actions = [Delivery.status.set(PENDING), Delivery.claimed_at.remove()]
+    actions.append(Delivery.error.set(reason[:1000]) if reason else Delivery.error.remove())
+    return Transition(row, actions, Delivery.status == SENDING)
+
+
+def unconfirmed(row: Delivery, reason: str) -> Transition:
+    """A send whose outcome is unknown: never sent again."""
+    return Transition(
+        row,
+        [Delivery.status.set(UNCONFIRMED), Delivery.error.set(reason[:1000])],
+        Delivery.status == SENDING,
+    )
+
+
+# --------------------------------------------------------------------------- direct email
+
+
+def create_claimed(delivery: Delivery) -> None:
+    """Write a direct email's row already claimed (sending); Conflict if it exists."""
+    try:
+        delivery.save(condition=Delivery.email.does_not_exist(), add_version_condition=False)
+    except PutError as exc:
+        if exc.cause_response_code == CONDITION_FAILED:
+            raise Conflict("the delivery exists") from None
+        raise
+
+
+def find_direct(key: str) -> Delivery | None:
+    """The row of a direct email's dedupe key, whatever its address."""
+    return next(iter(Delivery.query(key, consistent_read=True, limit=1)), None)

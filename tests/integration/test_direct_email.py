@@ -1,0 +1,118 @@
+"""send_direct_email on the local stack: sent once per dedupe key, skipped for opted-out,
+suppressed and address-less people, workspace-scoped, throttles leave it retryable."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import uuid
+
+import pytest
+
+from crmjobs.adapters import aws
+from crmjobs.adapters.mailer import SendThrottled, SesMailer
+from crmjobs.errors import NotFound
+from crmjobs.models import Contact, Prospect, Workspace
+from crmjobs.services.mail import send_direct_email
+from crmjobs.stores import deliveries, suppressions
+from crmjobs_local.outbox import sent_mail_in_process
+
+
+@pytest.fixture
+def mail_settings(stack, monkeypatch):
+    """Sender settings as the template gives them (until the template carries them)."""
+    import os
+
+    if not os.environ.get("UNSUBSCRIBE_SECRET_ARN"):
+        secret = aws.client("secretsmanager").create_secret(
+            Name=f"unsubscribe-{uuid.uuid4().hex[:6]}", SecretString="s" * 48
+        )
+        monkeypatch.setenv("UNSUBSCRIBE_SECRET_ARN", secret["ARN"])
+    monkeypatch.setenv("SES_SENDER", os.environ.get("SES_SENDER", "crm@crmjobs.local"))
+    monkeypatch.setenv(
+        "UNSUBSCRIBE_URL", os.environ.get("UNSUBSCRIBE_URL", "https://crm.example/unsubscribe")
+    )
+
+
+def _sent_to(address: str) -> list:
+    return [
+        mail
+        for mail in sent_mail_in_process()
+        if mail.raw_data and f"To: {address}" in mail.raw_data
+    ]
+
+
+def test_sent_once_per_dedupe_key(workspace, mail_settings):
+    Contact(workspace_id=workspace.id, id="c-1", first_name="Ada", last_name="L",
+            email=f"Ada.{workspace.id}@Example.com").save()
+    address = f"ada.{workspace.id}@example.com"
+    first = send_direct_email(
+        workspace.id, recipient_type="contact", recipient_id="c-1",
+        subject="Hi {{firstName}}", body="Hello {{name}}\nSee you", dedupe_key="exec-1:tool-1",
+        sent_by="agent-1",
+    )
+    again = send_direct_email(
+        workspace.id, recipient_type="contact", recipient_id="c-1",
+        subject="Hi {{firstName}}", body="Hello {{name}}", dedupe_key="exec-1:tool-1",
+        sent_by="agent-1",
+    )
+    assert first.status == "sent" and first.message_id
+    assert again == first
+    (mail,) = _sent_to(address)
+    parsed = email.message_from_string(mail.raw_data, policy=email.policy.default)
+    assert parsed["Subject"] == "Hi Ada"
+    assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "token=" in parsed["List-Unsubscribe"]
+
+
+def test_skips_and_scoping(workspace, mail_settings):
+    ws = workspace.id
+    Prospect(workspace_id=ws, id="p-none", name="No Mail").save()
+    Prospect(workspace_id=ws, id="p-out", name="Out", email=f"out.{ws}@example.com",
+             email_opt_out=True).save()
+    Prospect(workspace_id=ws, id="p-sup", name="Sup", email=f"sup.{ws}@example.com").save()
+    suppressions.suppress(ws, f"sup.{ws}@example.com", "complaint")
+    other = Workspace(id=f"{ws}-other", name="Other")
+    other.save()
+    Prospect(workspace_id=other.id, id="p-x", name="X", email=f"x.{ws}@example.com").save()
+
+    def send(recipient_id, workspace_id=ws):
+        return send_direct_email(
+            workspace_id, recipient_type="prospect", recipient_id=recipient_id,
+            subject="S", body="B", dedupe_key=f"k-{recipient_id}", sent_by="agent",
+        )
+
+    assert send("p-none").reason == "no email"
+    assert send("p-out").reason == "opted out"
+    assert send("p-sup").reason == "suppressed"
+    with pytest.raises(NotFound):
+        send("p-x")  # exists only in the other workspace
+    assert _sent_to(f"out.{ws}@example.com") == [] and _sent_to(f"x.{ws}@example.com") == []
+
+
+def test_throttled_send_can_be_retried(workspace, mail_settings):
+    ws = workspace.id
+    Prospect(workspace_id=ws, id="p-1", name="Grace Hopper", email=f"grace.{ws}@example.com").save()
+
+    class ThrottledOnce(SesMailer):
+        calls = 0
+
+        def send(self, outgoing):
+            ThrottledOnce.calls += 1
+            if ThrottledOnce.calls == 1:
+                raise SendThrottled("Maximum sending rate exceeded.")
+            return super().send(outgoing)
+
+    def send():
+        return send_direct_email(
+            ws, recipient_type="prospect", recipient_id="p-1", subject="S {{lastName}}",
+            body="B", dedupe_key="exec:tool", sent_by="agent", mailer=ThrottledOnce(),
+        )
+
+    with pytest.raises(SendThrottled):
+        send()
+    row = deliveries.find_direct(f"{ws}#direct#exec:tool")
+    assert row.status == "pending"
+    result = send()
+    assert result.status == "sent"
+    assert len(_sent_to(f"grace.{ws}@example.com")) == 1
