@@ -12,23 +12,22 @@ EventBridge Scheduler at() schedule that delivers the same message to the task's
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from crmjobs import config, ledger
-from crmjobs.adapters.aws import client as aws_client
-from crmjobs.errors import InvalidInput, NotFound
+from crmjobs import ledger
+from crmjobs.adapters import queues, schedules
+from crmjobs.envelope import run_message
+from crmjobs.errors import Conflict, InvalidInput, NotFound
 from crmjobs.ledger import RunStatus, RunView
 from crmjobs.models import Run
 from crmjobs.schemas import Payload, parse_payload, payload_json
 from crmjobs.tasks import get_task
 
 MAX_SQS_DELAY = timedelta(minutes=15)
-_SEND_BATCH = 10
 
 
 @dataclass(frozen=True)
@@ -38,11 +37,6 @@ class TriggerRequest:
     idempotency_key: str | None = None
     delay: float | timedelta | None = None
     tags: Sequence[str] = field(default_factory=tuple)
-
-
-def message_body(run: Run) -> str:
-    """The envelope the runtime reads: the run id and its payload."""
-    return json.dumps({"runId": run.id, "payload": run.payload}, separators=(",", ":"))
 
 
 def _delay(value: float | timedelta | None) -> timedelta:
@@ -84,39 +78,17 @@ def _record(
 
 def _schedule(run: Run, delay: timedelta) -> None:
     """A one-time schedule delivering the run's message to its queue after `delay`."""
-    at = (datetime.now(UTC) + delay).strftime("%Y-%m-%dT%H:%M:%S")
     name = f"run-{run.id}"
-    aws_client("scheduler").create_schedule(
-        Name=name,
-        GroupName=config.require("SCHEDULE_GROUP_NAME"),
-        ScheduleExpression=f"at({at})",
-        ScheduleExpressionTimezone="UTC",
-        FlexibleTimeWindow={"Mode": "OFF"},
-        ActionAfterCompletion="DELETE",
-        Target={
-            "Arn": config.queue_arn(config.queue_url(run.task)),
-            "RoleArn": config.require("SCHEDULER_ROLE_ARN"),
-            "Input": message_body(run),
-        },
+    schedules.create_one_time(
+        name, datetime.now(UTC) + delay, run.task, run_message(run.id, run.payload)
     )
-    run.update(actions=[Run.schedule_name.set(name)])
-
-
-def _entry(run: Run, delay: timedelta) -> dict[str, Any]:
-    return {
-        "Id": run.id,
-        "MessageBody": message_body(run),
-        "DelaySeconds": int(delay.total_seconds()),
-        # Fair queues: one busy workspace cannot starve the others.
-        "MessageGroupId": run.workspace_id,
-    }
+    ledger.record_schedule(run, name)
 
 
 def _enqueue(runs: list[tuple[Run, timedelta]]) -> None:
     """Send the runs' messages (10 a request) or schedule them. A run whose message could
     not be sent is marked FAILED and gives its idempotency key back, so no run stays
     QUEUED without a message and triggering again creates it anew."""
-    sqs = aws_client("sqs")
     sent: set[str] = set()
     try:
         for run, delay in runs:
@@ -124,20 +96,27 @@ def _enqueue(runs: list[tuple[Run, timedelta]]) -> None:
                 _schedule(run, delay)
                 sent.add(run.id)
         immediate = [(run, delay) for run, delay in runs if run.id not in sent]
-        for start in range(0, len(immediate), _SEND_BATCH):
-            chunk = immediate[start : start + _SEND_BATCH]
-            response = sqs.send_message_batch(
-                QueueUrl=config.queue_url(chunk[0][0].task),
-                Entries=[_entry(run, delay) for run, delay in chunk],
+        for start in range(0, len(immediate), queues.MAX_BATCH):
+            chunk = immediate[start : start + queues.MAX_BATCH]
+            failed = queues.send_batch(
+                chunk[0][0].task,
+                [
+                    queues.OutgoingMessage(
+                        id=run.id,
+                        body=run_message(run.id, run.payload),
+                        delay_seconds=int(delay.total_seconds()),
+                        group=run.workspace_id,
+                    )
+                    for run, delay in chunk
+                ],
             )
-            sent.update(entry["Id"] for entry in response.get("Successful", []))
-            failed = {f["Id"]: f.get("Message", f.get("Code")) for f in response.get("Failed", [])}
+            sent.update(run.id for run, _ in chunk if run.id not in failed)
             if failed:
                 raise RuntimeError(f"could not enqueue {len(failed)} run(s): {failed}")
     except Exception as exc:
         for run, _ in runs:
             if run.id not in sent:
-                ledger.fail(run, f"could not enqueue: {exc}", "EnqueueError")
+                ledger.record_failed(run, f"could not enqueue: {exc}", "EnqueueError")
                 ledger.release_idempotency_key(run)
         raise
 
@@ -151,10 +130,10 @@ def batch_trigger(requests: Iterable[TriggerRequest], *, source: str = "client")
     for item in validated:
         by_task.setdefault(item[0].task, []).append(item)
     for items in by_task.values():
-        for start in range(0, len(items), _SEND_BATCH):
+        for start in range(0, len(items), queues.MAX_BATCH):
             recorded: list[tuple[TriggerRequest, timedelta, Run, bool]] = []
             try:
-                for request, payload, delay in items[start : start + _SEND_BATCH]:
+                for request, payload, delay in items[start : start + queues.MAX_BATCH]:
                     recorded.append((request, delay, *_record(request, payload, delay, source)))
             finally:
                 # Whatever was recorded is sent (or failed and its key given back), even
@@ -212,18 +191,12 @@ def cancel(run_id: str, workspace_id: str | None = None) -> RunView:
     run = _require(run_id, workspace_id)
     try:
         ledger.cancel(run)
-    except ledger.RunConflict:
+    except Conflict:
         raise InvalidInput(
             f"run {run_id} is {run.status}; only QUEUED or DELAYED runs can be canceled"
         ) from None
     if run.schedule_name:
-        scheduler = aws_client("scheduler")
-        try:
-            scheduler.delete_schedule(
-                Name=run.schedule_name, GroupName=config.require("SCHEDULE_GROUP_NAME")
-            )
-        except scheduler.exceptions.ResourceNotFoundException:
-            pass  # already fired: the runtime skips the canceled run
+        schedules.delete(run.schedule_name)  # False if it fired: the runtime skips the run
     return RunView.of(run)
 
 

@@ -9,39 +9,28 @@ from __future__ import annotations
 
 import time
 
-from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.expressions.condition import size
 
-from crmjobs.errors import NotFound
-from crmjobs.models import ConcurrencySlots, Workspace
-from crmjobs.models.entities import SYSTEM_CONCURRENCY
-from crmjobs.tasks import SYSTEM_WORKSPACE, TASK_TIMEOUT_SECONDS
+from crmjobs.errors import Conflict
+from crmjobs.models import ConcurrencySlots
+from crmjobs.stores.dynamodb import conflict_on_failed_condition
+from crmjobs.tasks import TASK_TIMEOUT_SECONDS
 
 LEASE_SECONDS = TASK_TIMEOUT_SECONDS + 60
 DETACHED_LEASE_SECONDS = 24 * 3600
 
 
-def limit_for(workspace_id: str) -> int:
-    if workspace_id == SYSTEM_WORKSPACE:
-        return SYSTEM_CONCURRENCY
-    try:
-        return Workspace.get(workspace_id).concurrency_limit
-    except Workspace.DoesNotExist:
-        raise NotFound(f"workspace {workspace_id} not found") from None
-
-
 def _take(workspace_id: str, run_id: str, limit: int, now: float) -> bool:
     holder = ConcurrencySlots.holders[run_id]
     try:
-        ConcurrencySlots(id=workspace_id).update(
-            actions=[holder.set(int(now + LEASE_SECONDS))],
-            condition=ConcurrencySlots.holders.exists()
-            & ((size(ConcurrencySlots.holders) < limit) | holder.exists()),
-        )
+        with conflict_on_failed_condition(f"workspace {workspace_id} is at its limit"):
+            ConcurrencySlots(id=workspace_id).update(
+                actions=[holder.set(int(now + LEASE_SECONDS))],
+                condition=ConcurrencySlots.holders.exists()
+                & ((size(ConcurrencySlots.holders) < limit) | holder.exists()),
+            )
         return True
-    except UpdateError as exc:
-        if exc.cause_response_code != "ConditionalCheckFailedException":
-            raise
+    except Conflict:
         return False
 
 
@@ -51,22 +40,23 @@ def _prepare(workspace_id: str, now: float) -> None:
         slots = ConcurrencySlots.get(workspace_id, consistent_read=True)
     except ConcurrencySlots.DoesNotExist:
         try:
-            ConcurrencySlots(id=workspace_id, holders={}).save(
-                condition=ConcurrencySlots.id.does_not_exist()
-            )
-        except PutError:
-            pass  # created concurrently
+            with conflict_on_failed_condition("created concurrently"):
+                ConcurrencySlots(id=workspace_id, holders={}).save(
+                    condition=ConcurrencySlots.id.does_not_exist()
+                )
+        except Conflict:
+            pass
         return
     expired = [run for run, until in (slots.holders or {}).as_dict().items() if until < now]
     for run_id in expired:
         try:
-            ConcurrencySlots(id=workspace_id).update(
-                actions=[ConcurrencySlots.holders[run_id].remove()],
-                condition=ConcurrencySlots.holders[run_id] < int(now),
-            )
-        except UpdateError as exc:
-            if exc.cause_response_code != "ConditionalCheckFailedException":
-                raise  # else: renewed meanwhile, so not expired
+            with conflict_on_failed_condition("renewed meanwhile, so not expired"):
+                ConcurrencySlots(id=workspace_id).update(
+                    actions=[ConcurrencySlots.holders[run_id].remove()],
+                    condition=ConcurrencySlots.holders[run_id] < int(now),
+                )
+        except Conflict:
+            pass
 
 
 def acquire(workspace_id: str, run_id: str, limit: int) -> bool:
@@ -82,13 +72,13 @@ def extend(workspace_id: str, run_id: str, seconds: int) -> None:
     """Keep the run's slot for `seconds` from now (a run that went on in a state machine);
     nothing when the run gave its slot back already."""
     try:
-        ConcurrencySlots(id=workspace_id).update(
-            actions=[ConcurrencySlots.holders[run_id].set(int(time.time() + seconds))],
-            condition=ConcurrencySlots.holders[run_id].exists(),
-        )
-    except UpdateError as exc:
-        if exc.cause_response_code != "ConditionalCheckFailedException":
-            raise
+        with conflict_on_failed_condition("the slot was given back"):
+            ConcurrencySlots(id=workspace_id).update(
+                actions=[ConcurrencySlots.holders[run_id].set(int(time.time() + seconds))],
+                condition=ConcurrencySlots.holders[run_id].exists(),
+            )
+    except Conflict:
+        pass
 
 
 def release(workspace_id: str, run_id: str) -> None:

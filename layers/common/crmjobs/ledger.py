@@ -1,8 +1,9 @@
 """The run ledger: every run's record and its status transitions, as conditional writes.
 
-Status flow: QUEUED or DELAYED -> EXECUTING -> COMPLETED | FAILED, back to QUEUED between
-attempts; QUEUED or DELAYED -> CANCELED. A transition that does not hold (a duplicate
-delivery, a canceled run) fails its condition instead of overwriting the record.
+Status flow: QUEUED or DELAYED -> EXECUTING -> COMPLETED | FAILED | CANCELED, back to QUEUED
+between attempts; QUEUED or DELAYED -> CANCELED. A transition that does not hold (a
+duplicate delivery, a canceled run) fails its condition (RunConflict) instead of
+overwriting the record.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from typing import Any
 
 from pydantic import BaseModel
 from pynamodb.connection import Connection
-from pynamodb.exceptions import DeleteError, PutError, TransactWriteError, UpdateError
+from pynamodb.exceptions import TransactWriteError
 from pynamodb.transactions import TransactWrite
 
 from crmjobs import config
+from crmjobs.errors import Conflict
 from crmjobs.models import Run, TriggerKey
+from crmjobs.stores.dynamodb import conflict_on_failed_condition
 from crmjobs.tasks import TASK_TIMEOUT_SECONDS, get_task
 
 RUN_RETENTION_DAYS = 30
@@ -92,7 +95,7 @@ class RunView(BaseModel):
         )
 
 
-class RunConflict(RuntimeError):
+class RunConflict(Conflict):
     """The run is not in a state that allows the requested transition."""
 
 
@@ -186,10 +189,10 @@ def release_idempotency_key(run: Run) -> None:
         return
     guard = TriggerKey(id=TriggerKey.key_for(run.task, run.workspace_id, run.idempotency_key))
     try:
-        guard.delete(condition=TriggerKey.run_id == run.id)
-    except DeleteError as exc:
-        if exc.cause_response_code != "ConditionalCheckFailedException":
-            raise
+        with conflict_on_failed_condition("the key points at another run"):
+            guard.delete(condition=TriggerKey.run_id == run.id)
+    except Conflict:
+        pass  # a later trigger owns the key now
 
 
 def get(run_id: str, workspace_id: str | None = None) -> Run | None:
@@ -213,11 +216,10 @@ def _transition(run: Run, status: RunStatus, condition, **fields: Any) -> Run:
         attribute = getattr(Run, name)
         actions.append(attribute.remove() if value is None else attribute.set(value))
     try:
-        run.update(actions=actions, condition=condition)
-    except UpdateError as exc:
-        if exc.cause_response_code == "ConditionalCheckFailedException":
-            raise RunConflict(f"run {run.id} cannot become {status}") from None
-        raise
+        with conflict_on_failed_condition(f"run {run.id} cannot become {status}"):
+            run.update(actions=actions, condition=condition)
+    except Conflict as exc:
+        raise RunConflict(str(exc)) from None
     return run
 
 
@@ -263,14 +265,13 @@ def detach(run: Run, execution: str) -> bool:
     """The attempt goes on in a state machine execution, which finishes the run. False
     when the execution already finished it (an empty workspace can be that quick)."""
     try:
-        run.update(
-            actions=[Run.execution.set(execution), Run.updated_at.set(now_iso())],
-            condition=(Run.status == str(RunStatus.EXECUTING))
-            & (Run.attempts == int(run.attempts or 0)),
-        )
-    except UpdateError as exc:
-        if exc.cause_response_code != "ConditionalCheckFailedException":
-            raise
+        with conflict_on_failed_condition(f"run {run.id} is no longer at this attempt"):
+            run.update(
+                actions=[Run.execution.set(execution), Run.updated_at.set(now_iso())],
+                condition=(Run.status == str(RunStatus.EXECUTING))
+                & (Run.attempts == int(run.attempts or 0)),
+            )
+    except Conflict:
         return False
     return True
 
@@ -290,8 +291,9 @@ def _error(message: str, kind: str, attempt: int) -> dict[str, Any]:
     return {"message": message, "type": kind, "attempt": attempt, "at": now_iso()}
 
 
-def fail(run: Run, message: str, kind: str) -> Run:
-    """Final failure: bad input, a missing entity, or the last attempt spent."""
+def record_failed(run: Run, message: str, kind: str) -> Run:
+    """The run's final status FAILED with its error: bad input, a missing entity, or the
+    last attempt spent (the runtime dead-letters its message first)."""
     return _transition(
         run,
         RunStatus.FAILED,
@@ -313,12 +315,48 @@ def retry_later(run: Run, message: str, kind: str) -> Run:
 
 
 def cancel(run: Run) -> Run:
+    """A run that has not started yet never will."""
     return _transition(
         run,
         RunStatus.CANCELED,
         Run.status.is_in(*(str(s) for s in CANCELABLE)),
         finished_at=now_iso(),
     )
+
+
+def request_cancel(run: Run) -> None:
+    """Ask an executing run to stop: its service sees the flag between units of work
+    (RunContext.cancel_requested) and ends the run CANCELED."""
+    with conflict_on_failed_condition(f"run {run.id} is not executing"):
+        run.update(
+            actions=[Run.cancel_requested.set(True), Run.updated_at.set(now_iso())],
+            condition=Run.status == str(RunStatus.EXECUTING),
+        )
+
+
+def cancel_requested(run_id: str) -> bool:
+    """Whether someone asked the run to stop (one consistent GetItem of that flag)."""
+    try:
+        run = Run.get(run_id, consistent_read=True, attributes_to_get=["cancelRequested"])
+    except Run.DoesNotExist:
+        return False
+    return bool(run.cancel_requested)
+
+
+def record_canceled(run: Run, message: str) -> Run:
+    """An executing run stopped on request: CANCELED, with why, never retried."""
+    return _transition(
+        run,
+        RunStatus.CANCELED,
+        Run.status == str(RunStatus.EXECUTING),
+        error=_error(message, "RunCanceled", int(run.attempts or 0)),
+        finished_at=now_iso(),
+    )
+
+
+def record_schedule(run: Run, schedule_name: str) -> None:
+    """The one-time schedule that delivers a long-delayed run (cancel deletes it)."""
+    run.update(actions=[Run.schedule_name.set(schedule_name)])
 
 
 def list_runs(
@@ -361,11 +399,11 @@ def ensure_plain_message_run(
     existing = get(run_id)
     if existing is not None:
         return existing
+    run = new_run(
+        run_id=run_id, task=task, workspace_id=workspace_id, payload=payload, source=source
+    )
     try:
-        return create(
-            new_run(
-                run_id=run_id, task=task, workspace_id=workspace_id, payload=payload, source=source
-            )
-        )
-    except PutError:
-        return Run.get(run_id, consistent_read=True)
+        with conflict_on_failed_condition(f"run {run_id} exists"):
+            return create(run)
+    except Conflict:
+        return Run.get(run_id, consistent_read=True)  # recorded by a concurrent delivery

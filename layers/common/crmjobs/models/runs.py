@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pynamodb.attributes import (
+    BooleanAttribute,
     JSONAttribute,
     MapAttribute,
     NumberAttribute,
@@ -67,6 +68,8 @@ class Run(Model):
     replay_of = UnicodeAttribute(null=True, attr_name="replayOf")
     schedule_name = UnicodeAttribute(null=True, attr_name="scheduleName")
     execution = UnicodeAttribute(null=True)
+    #: Set when someone asks an executing run to stop; its service checks it between units.
+    cancel_requested = BooleanAttribute(null=True, attr_name="cancelRequested")
     run_at = UnicodeAttribute(null=True, attr_name="runAt")
     created_at = UnicodeAttribute(attr_name="createdAt")
     updated_at = UnicodeAttribute(attr_name="updatedAt")
