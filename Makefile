@@ -23,8 +23,8 @@ SAM_BUILD_ENV = $(if $(PYENV_PY312),PYENV_VERSION=$(shell pyenv version-name):$(
 VENV_STAMP := $(VENV)/.installed
 SAM_STAMP := $(SAM_VENV)/.installed-$(SAM_CLI_VERSION)
 
-.PHONY: venv sam-venv layer-requirements layer-requirements-check lint validate build test \
-	check demo bench clean
+.PHONY: venv sam-venv layer-requirements layer-requirements-check template template-check lint \
+	validate build test check demo bench clean
 
 venv: $(VENV_STAMP)
 
@@ -48,6 +48,13 @@ layer-requirements:
 layer-requirements-check:
 	$(PYTHON) scripts/gen_layer_requirements.py --check
 
+# template.yaml's task queues and roles are generated from the task registry.
+template:
+	$(PYTHON) scripts/gen_template.py
+
+template-check:
+	$(PYTHON) scripts/gen_template.py --check
+
 lint: venv
 	$(VENV)/bin/ruff check .
 
@@ -60,7 +67,7 @@ build: sam-venv
 test: venv
 	$(VENV)/bin/pytest -q
 
-check: venv sam-venv layer-requirements-check lint validate build test
+check: venv sam-venv layer-requirements-check template-check lint validate build test
 
 demo: venv
 	$(VENV)/bin/crmjobs demo

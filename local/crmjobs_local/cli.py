@@ -523,13 +523,28 @@ def cmd_runs_replay(args: argparse.Namespace, console: Any) -> int:
 # --------------------------------------------------------------------------- dead letters
 
 
+#: SQS's query-protocol code for a missing queue (the JSON protocol says QueueDoesNotExist).
+_NON_EXISTENT_QUEUE = "AWS.SimpleQueueService.NonExistentQueue"
+
+
 def _dead_letter_tasks(task: str | None) -> list[str]:
-    """The tasks whose DLQ the environment names (a deployed stack may predate some)."""
+    """The tasks whose DLQ exists in the target (a deployed stack may predate some)."""
+    from botocore.exceptions import ClientError
+
     from crmjobs import config
-    from crmjobs.tasks import get_task
+    from crmjobs.adapters.aws import client as aws_client
+
+    def exists(name: str) -> bool:
+        try:
+            aws_client("sqs").get_queue_attributes(QueueUrl=config.dead_letter_queue_url(name))
+        except ClientError as error:
+            if error.response["Error"]["Code"] in ("QueueDoesNotExist", _NON_EXISTENT_QUEUE):
+                return False
+            raise
+        return True
 
     names = [task] if task else list(TASKS)
-    present = [name for name in names if config.env(f"DLQ_URL_{get_task(name).env_suffix}")]
+    present = [name for name in names if exists(name)] if config.env("QUEUE_URL_PREFIX") else []
     if task and not present:
         raise CliError(f"no dead-letter queue is configured for {task}")
     return present

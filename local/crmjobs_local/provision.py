@@ -7,7 +7,8 @@ ARN and a state machine's DefinitionSubstitutions find their functions' ARNs), n
 `<stack>-<LogicalId>` unless the template names them. Whatever has no local emulation is
 returned in `LocalResources.unsupported` with the reason; nothing is dropped silently.
 
-IAM roles are created so ARNs exist, but moto does not enforce their permissions.
+IAM roles and policies are created so ARNs exist and references resolve, but moto does not
+enforce their permissions.
 """
 
 from __future__ import annotations
@@ -54,7 +55,6 @@ _UNSUPPORTED_REASONS = {
     "AWS::Lambda::LayerVersion": "the shared package is imported in-process",
     "AWS::Lambda::Permission": "resource policies are not enforced locally",
     "AWS::IAM::Policy": "IAM permissions are not enforced locally",
-    "AWS::IAM::ManagedPolicy": "IAM permissions are not enforced locally",
     "AWS::SQS::QueuePolicy": "resource policies are not enforced locally",
     "AWS::SNS::Subscription": "nothing delivers SNS notifications locally",
     "AWS::Logs::LogGroup": "logs go to the local process output",
@@ -135,6 +135,7 @@ class LocalResources:
     schedules: dict[str, LocalSchedule] = field(default_factory=dict)
     topics: dict[str, str] = field(default_factory=dict)
     roles: dict[str, str] = field(default_factory=dict)
+    managed_policies: dict[str, str] = field(default_factory=dict)
     keys: dict[str, str] = field(default_factory=dict)
     global_environment: dict[str, str] = field(default_factory=dict)
     unsupported: list[NotProvisioned] = field(default_factory=list)
@@ -236,6 +237,8 @@ class _Provisioner:
             "AWS::SQS::Queue": self._create_queue,
             "AWS::SNS::Topic": self._create_topic,
             "AWS::IAM::Role": self._create_role,
+            "AWS::IAM::ManagedPolicy": self._create_managed_policy,
+            "AWS::IAM::RolePolicy": self._create_role_policy,
             "AWS::KMS::Key": self._create_key,
             "AWS::Serverless::Function": self._create_function,
             "AWS::Serverless::StateMachine": self._create_state_machine,
@@ -471,7 +474,15 @@ class _Provisioner:
             logical_id,
             "AWS::IAM::Role",
             properties,
-            {"RoleName", "AssumeRolePolicyDocument", "Path", "Description", "Policies", "Tags"},
+            {
+                "RoleName",
+                "AssumeRolePolicyDocument",
+                "ManagedPolicyArns",
+                "Path",
+                "Description",
+                "Policies",
+                "Tags",
+            },
         )
         props = resolve(properties, self.context)
         name = self.physical_name(logical_id, properties, "RoleName")[:64]
@@ -488,6 +499,7 @@ class _Provisioner:
                 PolicyName=policy["PolicyName"],
                 PolicyDocument=json.dumps(policy["PolicyDocument"]),
             )
+        self.attach_managed_policies(logical_id, name, props.get("ManagedPolicyArns") or [])
         self.local.roles[logical_id] = role["Arn"]
         self.context.references[logical_id] = name
         self.context.attributes.update(
@@ -496,6 +508,61 @@ class _Provisioner:
                 (logical_id, "RoleId"): role["RoleId"],
             }
         )
+
+    def attach_managed_policies(self, logical_id: str, role_name: str, arns: list[str]) -> None:
+        """Attach the stack's own managed policies. moto does not load AWS managed policies
+        (arn:aws:iam::aws:policy/...) by default, so those are reported, not attached."""
+        aws_managed = []
+        for arn in arns:
+            if arn in self.local.managed_policies.values():
+                self.client("iam").attach_role_policy(RoleName=role_name, PolicyArn=arn)
+            else:
+                aws_managed.append(arn.rsplit("/", 1)[-1])
+        if aws_managed:
+            self.local.unsupported.append(
+                NotProvisioned(
+                    logical_id,
+                    "AWS::IAM::Role",
+                    f"AWS managed policies not attached locally: {', '.join(aws_managed)}",
+                )
+            )
+
+    def _create_managed_policy(self, logical_id: str, properties: dict[str, Any]) -> None:
+        self.report_unknown(
+            logical_id,
+            "AWS::IAM::ManagedPolicy",
+            properties,
+            {"ManagedPolicyName", "PolicyDocument", "Path", "Description", "Roles"},
+        )
+        props = resolve(properties, self.context)
+        name = self.physical_name(logical_id, properties, "ManagedPolicyName")[:128]
+        iam = self.client("iam")
+        arn = iam.create_policy(
+            PolicyName=name,
+            PolicyDocument=json.dumps(props["PolicyDocument"]),
+            Path=props.get("Path", "/"),
+            Description=props.get("Description", ""),
+        )["Policy"]["Arn"]
+        for role_name in props.get("Roles") or []:
+            iam.attach_role_policy(RoleName=role_name, PolicyArn=arn)
+        self.local.managed_policies[logical_id] = arn
+        self.context.references[logical_id] = arn
+        self.context.attributes[(logical_id, "PolicyArn")] = arn
+
+    def _create_role_policy(self, logical_id: str, properties: dict[str, Any]) -> None:
+        self.report_unknown(
+            logical_id,
+            "AWS::IAM::RolePolicy",
+            properties,
+            {"RoleName", "PolicyName", "PolicyDocument"},
+        )
+        props = resolve(properties, self.context)
+        self.client("iam").put_role_policy(
+            RoleName=props["RoleName"],
+            PolicyName=props["PolicyName"],
+            PolicyDocument=json.dumps(props["PolicyDocument"]),
+        )
+        self.context.references[logical_id] = props["PolicyName"]
 
     # --- KMS ------------------------------------------------------------------------------
 

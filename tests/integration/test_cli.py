@@ -275,8 +275,14 @@ def test_dlq_list_and_redrive_replays_dead_lettered_runs(run_cli, served, worksp
 _DEPLOYED_TEMPLATE = {
     "Parameters": {"Stage": {"Type": "String"}},
     "Resources": {
-        "ScoreLeadQueue": {"Type": "AWS::SQS::Queue"},
-        "ScoreLeadDeadLetterQueue": {"Type": "AWS::SQS::Queue"},
+        "ScoreLeadQueue": {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {"QueueName": {"Fn::Sub": "${AWS::StackName}-score-lead"}},
+        },
+        "ScoreLeadDeadLetterQueue": {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {"QueueName": {"Fn::Sub": "${AWS::StackName}-score-lead-dlq"}},
+        },
         "RunsTable": {
             "Type": "AWS::DynamoDB::Table",
             "Properties": {
@@ -318,14 +324,15 @@ def test_stack_option_resolves_the_functions_environment_from_cloudformation(ser
     }
     session = boto3.session.Session(region_name="us-east-1")
     environment, unresolved = cli.deployed_environment(session, name, ROOT / "template.yaml")
-    assert environment["QUEUE_URL_SCORE_LEAD"] == physical["ScoreLeadQueue"]
-    assert environment["DLQ_URL_SCORE_LEAD"] == physical["ScoreLeadDeadLetterQueue"]
+    prefix = environment["QUEUE_URL_PREFIX"]
+    assert prefix + "score-lead" == physical["ScoreLeadQueue"]
+    assert prefix + "score-lead-dlq" == physical["ScoreLeadDeadLetterQueue"]
     assert environment["RUNS_TABLE"] == physical["RunsTable"]
     role = aws_client("iam").get_role(RoleName=physical["SchedulerRole"])["Role"]
     assert environment["SCHEDULER_ROLE_ARN"] == role["Arn"]
     assert environment["STAGE"] == "prod"
     assert environment["EMBEDDINGS_BACKEND"] == "bedrock"
-    assert {"WORKSPACES_TABLE", "QUEUE_URL_INDEX_DOCUMENT", "OPENSEARCH_ENDPOINT"} <= set(
+    assert {"WORKSPACES_TABLE", "OPENSEARCH_ENDPOINT"} <= set(
         unresolved
     )
 
@@ -361,7 +368,7 @@ def test_dev_serves_until_interrupted_and_one_shot_commands_reach_it(tmp_path):
             time.sleep(0.3)
         document = json.loads(endpoint_file.read_text())
         assert document["pid"] == dev.pid
-        assert document["environment"]["QUEUE_URL_SCORE_LEAD"].startswith(document["endpoint"])
+        assert document["environment"]["QUEUE_URL_PREFIX"].startswith(document["endpoint"])
 
         payload = json.dumps({"workspaceId": "ws-none", "prospectId": "p-404"})
         triggered = subprocess.run(

@@ -9,6 +9,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from crmjobs import config
 from crmjobs.tasks import TASKS
 from crmjobs_local.provision import LocalResources, provision
 from crmjobs_local.template import (
@@ -330,8 +331,13 @@ def test_provisions_the_real_template(aws):
     environment = resources.environment()
     sqs = boto3.client("sqs", region_name=REGION)
     for task in TASKS.values():
-        queue_url = environment[f"QUEUE_URL_{task.env_suffix}"]
-        dlq_url = environment[f"DLQ_URL_{task.env_suffix}"]
+        prefix = task.resource_prefix
+        with config.function_environment(environment):
+            queue_url = config.queue_url(task.name)
+            dlq_url = config.dead_letter_queue_url(task.name)
+        # The naming rule finds the very queues the template created.
+        assert queue_url == resources.queues[f"{prefix}Queue"].url
+        assert dlq_url == resources.queues[f"{prefix}DeadLetterQueue"].url
         redrive = json.loads(
             sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["RedrivePolicy"])[
                 "Attributes"
@@ -375,3 +381,18 @@ def test_provisions_the_real_template(aws):
     ]
     for schedule in resources.schedules.values():
         assert schedule.target_arn in {queue.arn for queue in resources.queues.values()}
+    # A task function's role: the runtime's managed policy attached, its own statements put.
+    iam = boto3.client("iam")
+    role_name = resources.roles["ScoreLeadFunctionRole"].rsplit("/", 1)[-1]
+    attached = iam.list_attached_role_policies(RoleName=role_name)["AttachedPolicies"]
+    assert [policy["PolicyArn"] for policy in attached] == [
+        resources.managed_policies["TaskRuntimePolicy"]
+    ]
+    assert set(iam.list_role_policies(RoleName=role_name)["PolicyNames"]) == {
+        "own-queue",
+        "score-lead",
+    }
+    function = boto3.client("lambda", region_name=REGION).get_function(
+        FunctionName=resources.functions["ScoreLeadFunction"].name
+    )
+    assert function["Configuration"]["Role"] == resources.roles["ScoreLeadFunctionRole"]

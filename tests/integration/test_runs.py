@@ -331,7 +331,7 @@ def test_producer_idempotency_key_makes_repeated_plain_messages_one_run(stack, w
 
 def test_a_run_that_cannot_be_sent_fails_and_gives_its_key_back(stack, workspace, monkeypatch):
     payload = {"workspaceId": workspace.id, "prospectId": "p-1"}
-    monkeypatch.setenv("QUEUE_URL_SCORE_LEAD", queue_url("score-lead") + "-missing")
+    monkeypatch.setenv("QUEUE_URL_PREFIX", queue_url("score-lead") + "-missing-")
     with pytest.raises(ClientError, match="NonExistentQueue"):
         client.trigger("score-lead", payload, idempotency_key="k-1")
     [failed] = client.list_runs(workspace.id)

@@ -1,17 +1,23 @@
 """Least privilege: every function and state machine may do exactly what its code does.
 
 CONTRACT below is the documented derivation, per function, of the AWS calls its code makes
-(the runtime, ledger, concurrency, client and service modules it runs). The tests read the
-`Policies` of template.yaml, expand the SAM policy templates still used, add the grants SAM
-derives from event sources, and require the grants to equal the contract: nothing more
-(no Scan, no wildcard action, no delete of an entity), nothing less (the code would fail).
+(the runtime, ledger, concurrency, client and service modules it runs). The tests read what
+template.yaml attaches to each role (a SAM function's `Policies`, or the role written in the
+template: its inline policies, the managed policies it lists or that name it, its
+RolePolicies), expand the SAM policy templates still used, add the grants SAM derives from
+event sources, and require the grants to equal the contract: nothing more (no Scan, no
+wildcard action, no delete of an entity), nothing less (the code would fail).
+AWS_MANAGED_CONTRACT does the same for the AWS managed policies on each role, including the
+ones SAM adds by itself (checked against SAM's own translation when SAM CLI is installed).
 """
 
 from __future__ import annotations
 
 import glob
 import json
+import os
 import re
+import subprocess
 from itertools import product
 from pathlib import Path
 from typing import Any
@@ -76,6 +82,20 @@ ENTITY_TABLES = {
 
 Grant = tuple[str, str]  # (action, resource: a logical id, or an ARN without its prefix)
 
+#: AWS managed policies (by name after arn:aws:iam::aws:policy/) a role may carry: logs and
+#: X-Ray traces for a function, traces for a state machine. SAM adds these to the roles it
+#: generates; the roles written in the template list them. Never an event source's
+#: AWSLambdaSQSQueueExecutionRole / AWSLambdaDynamoDBExecutionRole (every queue / stream).
+FUNCTION_BASICS = {"service-role/AWSLambdaBasicExecutionRole", "AWSXrayWriteOnlyAccess"}
+STATE_MACHINE_BASICS = {"AWSXrayWriteOnlyAccess"}
+#: What SAM attaches to the role it generates for a function with such an event source.
+SAM_EVENT_SOURCE_POLICIES = {
+    "SQS": "service-role/AWSLambdaSQSQueueExecutionRole",
+    "DynamoDB": "service-role/AWSLambdaDynamoDBExecutionRole",
+    "Kinesis": "service-role/AWSLambdaKinesisExecutionRole",
+}
+_AWS_MANAGED_ARN = re.compile(r"^arn:aws:iam::aws:policy/(.+)$")
+
 
 def _grants(actions: list[str] | tuple[str, ...], resources: list[str]) -> set[Grant]:
     return set(product(actions, resources))
@@ -100,6 +120,11 @@ def _task_runtime(prefix: str) -> set[Grant]:
         # delete the record when the service raises; a keyed plain message's trigger key
         # (create_once: PutItem in TransactWriteItems, GetItem on a repeat)
         | _grants((*DDB_READ_WRITE, "dynamodb:DeleteItem"), ["IdempotencyTable"])
+        # Lambda's event source mapping: receive, delete, read the queue's attributes
+        | _grants(
+            ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"),
+            [f"{prefix}Queue"],
+        )
         # _retry: backoff; _requeue: wait for a slot; _dead_letter: after the last attempt
         | {
             ("sqs:ChangeMessageVisibility", f"{prefix}Queue"),
@@ -182,9 +207,17 @@ CONTRACT: dict[str, set[Grant]] = {
     | VECTOR_INDEX
     | TITAN_EMBEDDINGS,
     # services/documents.remove_deleted_items: the index only (the embedder gives its
-    # dimension, no Bedrock call); SAM's grant for the on-failure destination.
+    # dimension, no Bedrock call); the event source mapping reads the table's stream and
+    # sends batches that keep failing to the on-failure destination.
     "KnowledgeStreamFunction": VECTOR_INDEX
-    | {("sqs:SendMessage", "KnowledgeStreamDeadLetterQueue")},
+    | _grants(
+        ("dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"),
+        ["KnowledgeTable/stream"],
+    )
+    | {
+        ("dynamodb:ListStreams", "KnowledgeTable/stream/*"),
+        ("sqs:SendMessage", "KnowledgeStreamDeadLetterQueue"),
+    },
     # api.py -> client.py: trigger (create / create_once, enqueue any task, schedule a
     # delayed run, release the key of a run that could not be enqueued), list_runs (the three
     # indexes), retrieve, cancel (delete its schedule), replay.
@@ -207,6 +240,10 @@ CONTRACT: dict[str, set[Grant]] = {
             for prefix in ("BulkScoreLeads", "BulkIndexDocuments", "ReindexAllDocuments")
             for queue in ("Queue", "DeadLetterQueue")
         ],
+    ),
+    # Schedules (the nightly and hourly ones, and delayed runs) deliver to any task's queue.
+    "SchedulerRole": _grants(
+        ("sqs:SendMessage",), [f"{task.resource_prefix}Queue" for task in TASKS.values()]
     ),
     "BulkScoreLeadsStateMachine": _paged_fanout(
         "ListProspectsPageFunction", "ScoreProspectsBatchFunction"
@@ -236,6 +273,7 @@ def _symbolic_context(template: Template, parameters: dict[str, str]) -> Resolut
         context.references[logical_id] = logical_id
         for attribute in ("Arn", "QueueName", "Name", "DomainEndpoint"):
             context.attributes[(logical_id, attribute)] = logical_id
+        context.attributes[(logical_id, "StreamArn")] = f"{logical_id}/stream"
     return context
 
 
@@ -247,31 +285,109 @@ def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def _statements(policies: list[Any]) -> list[dict[str, Any]]:
-    """Resolved statements of a SAM `Policies` list, SAM templates expanded."""
-    statements = []
-    for policy in policies:
-        assert isinstance(policy, dict), f"managed policy {policy!r} escapes this check"
-        if "Statement" in policy:
-            statements.extend(_as_list(policy["Statement"]))
+def _of_type(template: Template, resource_type: str) -> dict[str, dict[str, Any]]:
+    return {
+        logical_id: resource.get("Properties", {})
+        for logical_id, resource in template.resources.items()
+        if resource["Type"] == resource_type
+    }
+
+
+def _explicit_role(template: Template, logical_id: str) -> str | None:
+    """The role written in the template that a function or state machine runs with."""
+    role = template.resources[logical_id]["Properties"].get("Role")
+    return role["Fn::GetAtt"][0] if role else None
+
+
+def _standalone_roles(template: Template) -> list[str]:
+    """Roles written in the template that no function or state machine runs with."""
+    used = {_explicit_role(template, logical_id) for logical_id in _runners(template)}
+    return [role for role in _of_type(template, "AWS::IAM::Role") if role not in used]
+
+
+def _runners(template: Template) -> list[str]:
+    return [
+        logical_id
+        for logical_id, resource in template.resources.items()
+        if resource["Type"] in ("AWS::Serverless::Function", "AWS::Serverless::StateMachine")
+    ]
+
+
+def _roles(template: Template) -> list[str]:
+    """What the contract covers: functions, state machines and the other roles."""
+    return _runners(template) + _standalone_roles(template)
+
+
+def _attached_documents(template: Template, role: str) -> tuple[list[Any], list[Any]]:
+    """(policy documents, managed policy ARNs) of a role written in the template."""
+    properties = template.resources[role]["Properties"]
+    documents = [policy["PolicyDocument"] for policy in properties.get("Policies", [])]
+    arns = list(properties.get("ManagedPolicyArns", []))
+    for policy in _of_type(template, "AWS::IAM::RolePolicy").values():
+        if policy["RoleName"] == {"Ref": role}:
+            documents.append(policy["PolicyDocument"])
+    for logical_id, policy in _of_type(template, "AWS::IAM::ManagedPolicy").items():
+        if {"Ref": role} in policy.get("Roles", []):
+            arns.append({"Ref": logical_id})
+    return documents, arns
+
+
+def _statements_and_managed(
+    template: Template, logical_id: str, context: ResolutionContext
+) -> tuple[list[dict[str, Any]], set[str]]:
+    """Resolved statements of a role, SAM templates and the stack's managed policies
+    expanded, and the names of the AWS managed policies it carries."""
+    role = _explicit_role(template, logical_id) if logical_id in _runners(template) else logical_id
+    if role is None:  # SAM generates the role from `Policies`
+        policies = template.resources[logical_id]["Properties"].get("Policies", [])
+        documents, arns = [], []
+        for policy in policies:
+            is_arn = not isinstance(policy, dict) or set(policy) <= {"Ref", "Fn::Sub", "Fn::If"}
+            (arns if is_arn else documents).append(policy)
+    else:
+        documents, arns = _attached_documents(template, role)
+    managed_policies = _of_type(template, "AWS::IAM::ManagedPolicy")
+    statements: list[dict[str, Any]] = []
+    aws_managed: set[str] = set()
+    for arn in resolve(arns, context):
+        if arn in managed_policies:
+            documents.append(managed_policies[arn]["PolicyDocument"])
             continue
-        ((name, parameters),) = policy.items()
+        match = _AWS_MANAGED_ARN.match(arn)
+        assert match, f"{logical_id}: managed policy {arn!r} escapes this check"
+        aws_managed.add(match.group(1))
+    for document in resolve(documents, context):
+        if "Statement" in document:
+            statements.extend(_as_list(document["Statement"]))
+            continue
+        ((name, parameters),) = document.items()
         assert name in SAM_POLICY_TEMPLATES, f"{name}: add its expansion to SAM_POLICY_TEMPLATES"
         actions, resource_parameter = SAM_POLICY_TEMPLATES[name]
         statements.append(
             {"Effect": "Allow", "Action": list(actions), "Resource": parameters[resource_parameter]}
         )
-    return statements
+    return statements, aws_managed
 
 
-def _event_grants(properties: dict[str, Any], context: ResolutionContext) -> set[Grant]:
-    """What SAM grants for event sources' on-failure SQS destinations."""
-    grants = set()
-    for event in (properties.get("Events") or {}).values():
+def _sam_generated_role_additions(
+    template: Template, logical_id: str
+) -> tuple[set[Grant], set[str]]:
+    """What SAM adds to a role it generates: (grants for event sources' on-failure SQS
+    destinations, AWS managed policies: the basics and each event source's own)."""
+    resource = template.resources[logical_id]
+    if resource["Type"] == "AWS::Serverless::StateMachine":
+        return set(), set(STATE_MACHINE_BASICS)
+    grants, managed = set(), {"service-role/AWSLambdaBasicExecutionRole"}
+    if template.function(logical_id).properties.get("Tracing") not in (None, "Disabled"):
+        managed.add("AWSXrayWriteOnlyAccess")
+    context = _symbolic_context(template, {})
+    for event in (resource["Properties"].get("Events") or {}).values():
+        if event["Type"] in SAM_EVENT_SOURCE_POLICIES:
+            managed.add(SAM_EVENT_SOURCE_POLICIES[event["Type"]])
         on_failure = (event.get("Properties", {}).get("DestinationConfig") or {}).get("OnFailure")
         if on_failure and on_failure["Type"] == "SQS":
             grants.add(("sqs:SendMessage", resolve(on_failure["Destination"], context)))
-    return grants
+    return grants, managed
 
 
 def _resolved_statements(template: Template, logical_id: str) -> list[dict[str, Any]]:
@@ -279,13 +395,16 @@ def _resolved_statements(template: Template, logical_id: str) -> list[dict[str, 
     found = []
     for parameters in OPENSEARCH_SCENARIOS.values():
         context = _symbolic_context(template, parameters)
-        policies = resolve(template.resources[logical_id]["Properties"]["Policies"], context)
-        found.extend(_statements(policies))
+        found.extend(_statements_and_managed(template, logical_id, context)[0])
     return found
 
 
+def _sam_generates_the_role(template: Template, logical_id: str) -> bool:
+    return logical_id in _runners(template) and _explicit_role(template, logical_id) is None
+
+
 def granted(template: Template, logical_id: str) -> set[Grant]:
-    """(effective action, resource) pairs of a function's or state machine's role."""
+    """(effective action, resource) pairs of a function's, state machine's or role's grants."""
     grants: set[Grant] = set()
     for statement in _resolved_statements(template, logical_id):
         assert statement["Effect"] == "Allow", (logical_id, statement)
@@ -295,23 +414,38 @@ def granted(template: Template, logical_id: str) -> set[Grant]:
         ]
         resources = [_resource_key(resource) for resource in _as_list(statement["Resource"])]
         grants |= _grants(actions, resources)
-    properties = template.resources[logical_id]["Properties"]
-    return grants | _event_grants(properties, _symbolic_context(template, {}))
+    if _sam_generates_the_role(template, logical_id):
+        grants |= _sam_generated_role_additions(template, logical_id)[0]
+    return grants
 
 
-def _roles(template: Template) -> list[str]:
-    return [
-        logical_id
-        for logical_id, resource in template.resources.items()
-        if resource["Type"] in ("AWS::Serverless::Function", "AWS::Serverless::StateMachine")
-    ]
+def aws_managed_policies(template: Template, logical_id: str) -> set[str]:
+    """The AWS managed policies on a role, SAM's own additions included."""
+    _, managed = _statements_and_managed(template, logical_id, _symbolic_context(template, {}))
+    if _sam_generates_the_role(template, logical_id):
+        managed |= _sam_generated_role_additions(template, logical_id)[1]
+    return managed
 
 
 # ---------------------------------------------------------------------------- tests
 
 
-def test_every_function_and_state_machine_has_a_contract(template: Template):
+def test_every_function_state_machine_and_role_has_a_contract(template: Template):
     assert set(_roles(template)) == set(CONTRACT)
+
+
+def _aws_managed_contract(template: Template, logical_id: str) -> set[str]:
+    kind = template.resources[logical_id]["Type"]
+    if kind == "AWS::Serverless::Function":
+        return FUNCTION_BASICS
+    return STATE_MACHINE_BASICS if kind == "AWS::Serverless::StateMachine" else set()
+
+
+@pytest.mark.parametrize("logical_id", sorted(CONTRACT))
+def test_aws_managed_policies_are_the_basics_only(template: Template, logical_id: str):
+    """No event source's managed policy (AWSLambdaSQSQueueExecutionRole reads every queue of
+    the account): functions fed by a queue or a stream run with a role written here."""
+    assert aws_managed_policies(template, logical_id) == _aws_managed_contract(template, logical_id)
 
 
 @pytest.mark.parametrize("logical_id", sorted(CONTRACT))
@@ -440,12 +574,10 @@ def test_vector_index_paths_name_the_configured_index(template: Template):
 def test_serverless_grant_names_the_endpoints_collection(template: Template):
     """The collection id is the endpoint's first host label."""
     context = _symbolic_context(template, OPENSEARCH_SCENARIOS["existing Serverless collection"])
-    policies = resolve(
-        template.resources["IndexDocumentFunction"]["Properties"]["Policies"], context
-    )
+    statements, _ = _statements_and_managed(template, "IndexDocumentFunction", context)
     arns = {
         statement["Resource"]
-        for statement in _statements(policies)
+        for statement in statements
         if statement["Action"] == "aoss:APIAccessAll"
     }
     assert arns == {f"arn:aws:aoss:{REGION}:{ACCOUNT}:collection/{COLLECTION_ID}"}
@@ -472,3 +604,48 @@ def test_policy_template_table_matches_sam():
         statements = template_definition["Definition"]["Statement"]
         assert [statement["Action"] for statement in statements] == [list(actions)], name
         assert list(template_definition["Parameters"]) == [resource_parameter], name
+
+
+#: Translates template.yaml with SAM's own translator (SAM CLI's environment), local code
+#: paths replaced by S3 placeholders as `sam validate` does; prints the CloudFormation JSON.
+_SAM_TRANSLATE = """
+import json, os, sys
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+from samtranslator.translator.transform import transform
+from samtranslator.yaml_helper import yaml_parse
+document = yaml_parse(open(sys.argv[1]).read())
+for resource in document["Resources"].values():
+    properties = resource.get("Properties") or {}
+    for key in ("CodeUri", "DefinitionUri", "ContentUri"):
+        if isinstance(properties.get(key), str):
+            properties[key] = "s3://bucket/key"
+class NoManagedPolicyNames:
+    def load(self):
+        return {}
+print(json.dumps(transform(document, {}, NoManagedPolicyNames())))
+"""
+
+
+def test_aws_managed_policies_match_sams_translation(template: Template):
+    """The model above of what SAM attaches (event source policies included) is SAM's."""
+    sam_python = REPO_ROOT / ".venv-sam" / "bin" / "python"
+    if not sam_python.exists():
+        pytest.skip("SAM CLI is not installed in .venv-sam (make sam-venv)")
+    result = subprocess.run(
+        [str(sam_python), "-c", _SAM_TRANSLATE, str(TEMPLATE_PATH)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SAM_CLI_TELEMETRY": "0"},
+    )
+    assert result.returncode == 0, result.stderr
+    translated = json.loads(result.stdout)["Resources"]
+    context = _symbolic_context(template, {})
+    for logical_id in _roles(template):
+        role = (
+            logical_id
+            if logical_id in _standalone_roles(template)
+            else (_explicit_role(template, logical_id) or f"{logical_id}Role")
+        )
+        arns = resolve(translated[role]["Properties"].get("ManagedPolicyArns", []), context)
+        names = {match.group(1) for arn in arns if (match := _AWS_MANAGED_ARN.match(arn))}
+        assert names == aws_managed_policies(template, logical_id), logical_id

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from crmjobs import config
 from crmjobs.tasks import TASK_TIMEOUT_SECONDS, TASKS, TaskSpec
 from crmjobs_local.template import (
     DynamoDbStreamEventSource,
@@ -24,8 +25,6 @@ from crmjobs_local.template import (
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = REPO_ROOT / "template.yaml"
 
-#: Lambda rejects a function whose environment variables (names plus values) exceed 4 KB.
-LAMBDA_ENVIRONMENT_LIMIT_BYTES = 4096
 #: AWS's advice: a queue hides a message at least six times the function's timeout.
 VISIBILITY_TIMEOUT_FACTOR = 6
 
@@ -76,6 +75,36 @@ def _grants(policies: list[Any], action: str, resource: Any) -> bool:
         action in _as_list(statement["Action"]) and resource in _as_list(statement["Resource"])
         for statement in _statements(policies)
     )
+
+
+def _role_of(function: Any) -> str | None:
+    """The logical id of a function's explicit role (`Role: !GetAtt X.Arn`), None if SAM's."""
+    role = function.properties.get("Role")
+    return role["Fn::GetAtt"][0] if role else None
+
+
+def _role_policies(template: Template, role: str) -> list[Any]:
+    """Every policy document's statements a role written in the template ends up with: its
+    inline policies, the RolePolicies naming it, and the managed policies it lists or that
+    list it, as a SAM-style `Policies` list."""
+    properties = template.resources[role]["Properties"]
+    documents = [policy["PolicyDocument"] for policy in properties.get("Policies", [])]
+    listed = {arn["Ref"] for arn in properties.get("ManagedPolicyArns", []) if "Ref" in arn}
+    for logical_id, resource in template.resources.items():
+        policy = resource.get("Properties", {})
+        if resource["Type"] == "AWS::IAM::RolePolicy" and policy["RoleName"] == {"Ref": role}:
+            documents.append(policy["PolicyDocument"])
+        if resource["Type"] == "AWS::IAM::ManagedPolicy" and (
+            logical_id in listed or {"Ref": role} in policy.get("Roles", [])
+        ):
+            documents.append(policy["PolicyDocument"])
+    return documents
+
+
+def _function_policies(template: Template, logical_id: str) -> list[Any]:
+    function = template.function(logical_id)
+    role = _role_of(function)
+    return _role_policies(template, role) if role else function.properties["Policies"]
 
 
 def _sqs_fed_functions(template: Template) -> list[tuple[str, Any, SqsEventSource, TaskSpec]]:
@@ -205,21 +234,53 @@ def test_sqs_event_sources_follow_the_runtime_contract(template: Template):
         assert Path(function.code_uri) == Path("functions") / task.name.replace("-", "_")
 
 
-def test_task_functions_may_requeue_retry_and_dead_letter(template: Template):
-    """The runtime re-queues waiting runs, delays retries and dead-letters final failures."""
+def test_task_functions_run_with_their_tasks_role(template: Template):
+    """The generated role: the task runtime, and its own queue and dead-letter queue only
+    (never SAM's role, which would read every queue of the account)."""
     for logical_id, function, event, task in _sqs_fed_functions(template):
-        policies = function.properties["Policies"]
-        queue_names = {
-            json.dumps(policy["QueueName"])
-            for policy in _policy_templates(policies, "SQSSendMessagePolicy")
-        }
-        for queue in (event.queue_logical_id, f"{task.resource_prefix}DeadLetterQueue"):
-            assert json.dumps(_get_att(queue, "QueueName")) in queue_names, (logical_id, queue)
-        assert _grants(
-            policies, "sqs:ChangeMessageVisibility", _get_att(event.queue_logical_id, "Arn")
-        ), logical_id
+        role = _role_of(function)
+        assert role == f"{task.resource_prefix}FunctionRole", logical_id
+        assert {"Ref": "TaskRuntimePolicy"} in template.resources[role]["Properties"][
+            "ManagedPolicyArns"
+        ]
+        policies = _role_policies(template, role)
+        queue_arn = _get_att(event.queue_logical_id, "Arn")
+        for action in ("sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:SendMessage"):
+            assert _grants(policies, action, queue_arn), (logical_id, action)
+        dead_letter_arn = _get_att(f"{task.resource_prefix}DeadLetterQueue", "Arn")
+        assert _grants(policies, "sqs:SendMessage", dead_letter_arn), logical_id
         for table in ("RunsTable", "IdempotencyTable", "ConcurrencyTable"):
             assert _grants(policies, "dynamodb:UpdateItem", _get_att(table, "Arn")), logical_id
+
+
+def test_functions_with_a_written_role_wait_for_its_policies(template: Template):
+    """Policies attached from their own resources (a RolePolicy, a managed policy's Roles)
+    are in place before the function can receive its first event."""
+    for logical_id, function in template.functions().items():
+        role = _role_of(function)
+        if role is None:
+            continue
+        attached = {
+            policy_id
+            for policy_id, resource in template.resources.items()
+            if {"Ref": role}
+            in (
+                [resource["Properties"].get("RoleName")] + resource["Properties"].get("Roles", [])
+                if resource["Type"] in ("AWS::IAM::RolePolicy", "AWS::IAM::ManagedPolicy")
+                else []
+            )
+        }
+        depends_on = set(_as_list(template.resources[logical_id].get("DependsOn", [])))
+        assert attached <= depends_on, logical_id
+
+
+def test_generated_task_section_matches_the_registry():
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "gen_template.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
 
 
 def test_stream_event_sources_report_failures_and_keep_them(template: Template):
@@ -267,13 +328,8 @@ def test_layer_requirements_match_pyproject():
     assert result.returncode == 0, result.stderr
 
 
-def test_environment_names_every_table_and_task_queue(template: Template):
+def test_environment_names_every_table(template: Template):
     variables = template.function_globals["Environment"]["Variables"]
-    for task in TASKS.values():
-        assert variables[f"QUEUE_URL_{task.env_suffix}"] == {"Ref": f"{task.resource_prefix}Queue"}
-        assert variables[f"DLQ_URL_{task.env_suffix}"] == {
-            "Ref": f"{task.resource_prefix}DeadLetterQueue"
-        }
     tables = set(_properties_of_type(template, "AWS::DynamoDB::Table"))
     table_variables = {
         name: value["Ref"] for name, value in variables.items() if name.endswith("_TABLE")
@@ -296,7 +352,7 @@ def test_state_machine_starters_have_the_arn_and_the_permission(template: Templa
             starters += 1
             machine = value["Ref"]
             assert machine in machines, (logical_id, name)
-            policies = function.properties["Policies"]
+            policies = _function_policies(template, logical_id)
             assert _grants(policies, "states:StartExecution", {"Ref": machine}), logical_id
     assert starters >= len(machines)
 
@@ -324,12 +380,11 @@ def test_state_machine_definitions_match_their_substitutions(template: Template)
 
 
 def test_schedules_deliver_to_task_queues_through_the_scheduler_role(template: Template):
-    role = template.resources["SchedulerRole"]["Properties"]
     sendable = {
         resource["Fn::GetAtt"][0]
-        for policy in role["Policies"]
-        for statement in policy["PolicyDocument"]["Statement"]
-        for resource in statement["Resource"]
+        for document in _role_policies(template, "SchedulerRole")
+        for statement in document["Statement"]
+        for resource in _as_list(statement["Resource"])
     }
     assert sendable == set(TASK_BY_QUEUE)  # delayed runs of any task go through it
     schedules = _properties_of_type(template, "AWS::Scheduler::Schedule")
@@ -345,7 +400,6 @@ def test_schedules_deliver_to_task_queues_through_the_scheduler_role(template: T
 
 ACCOUNT = "123456789012"
 REGION = "ap-southeast-2"
-#: Longer than any stack name in samconfig.toml, so the size check has headroom.
 STACK = "crmjobs-production"
 #: CloudFormation appends a 12-13 character random suffix to names it generates.
 SUFFIX = "ABCDEFGHIJKLM"
@@ -387,17 +441,34 @@ def _deployed_context(template: Template, parameters: dict[str, str]) -> Resolut
     return context
 
 
-def _environment_bytes(variables: dict[str, str]) -> int:
-    return sum(len(name.encode()) + len(str(value).encode()) for name, value in variables.items())
-
-
-def test_every_functions_environment_fits_lambdas_limit(template: Template):
-    context = _deployed_context(template, {"Stage": "prod"})
-    sizes = {
-        logical_id: _environment_bytes(resolve(function.environment, context))
-        for logical_id, function in template.functions().items()
-    }
-    assert max(sizes.values()) < LAMBDA_ENVIRONMENT_LIMIT_BYTES, sizes
+@pytest.mark.parametrize(
+    "queue_url",
+    [
+        f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{STACK}-score-lead",
+        f"http://127.0.0.1:5123/{ACCOUNT}/{STACK}-score-lead",  # a moto server's
+    ],
+    ids=["deployed", "local"],
+)
+def test_queue_url_prefix_names_every_tasks_queues(template: Template, queue_url: str):
+    """config.queue_url(task) = prefix + task, its dead-letter queue's + "-dlq": the queues'
+    URLs once deployed, whatever the SQS endpoint looks like."""
+    context = _deployed_context(template, {})
+    base = queue_url.removesuffix(f"/{STACK}-score-lead")
+    for logical_id, resource in template.resources.items():
+        if resource["Type"] == "AWS::SQS::Queue":
+            name = context.attributes[(logical_id, "QueueName")]
+            context.references[logical_id] = f"{base}/{name}"
+    variables = resolve(template.function_globals["Environment"]["Variables"], context)
+    assert variables["QUEUE_URL_PREFIX"] == f"{base}/{STACK}-"
+    assert [name for name in variables if "QUEUE_URL" in name or "DLQ_URL" in name] == [
+        "QUEUE_URL_PREFIX"
+    ]
+    with config.function_environment(variables):
+        for task in TASKS.values():
+            assert config.queue_url(task.name) == context.ref(f"{task.resource_prefix}Queue")
+            assert config.dead_letter_queue_url(task.name) == context.ref(
+                f"{task.resource_prefix}DeadLetterQueue"
+            )
 
 
 def test_defaults_create_a_domain_and_use_iam_auth(template: Template):

@@ -54,11 +54,12 @@ def region() -> str:
 
 
 def queue_url(task: str) -> str:
-    return require(f"QUEUE_URL_{get_task(task).env_suffix}")
+    """A task's queue is named after it: QUEUE_URL_PREFIX (the stack's queues) + its name."""
+    return require("QUEUE_URL_PREFIX") + get_task(task).name
 
 
 def dead_letter_queue_url(task: str) -> str:
-    return require(f"DLQ_URL_{get_task(task).env_suffix}")
+    return queue_url(task) + "-dlq"
 
 
 def queue_arn(url: str) -> str:
