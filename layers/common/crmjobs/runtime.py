@@ -17,23 +17,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
-from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    IdempotencyAlreadyInProgressError,
-)
 from pydantic import BaseModel
 
-from crmjobs import concurrency, config, envelope, ledger
+from crmjobs import concurrency, envelope, ledger
 from crmjobs.adapters import queues
-from crmjobs.adapters.aws import client as aws_client
 from crmjobs.envelope import Delivery, MessageBody, read_body, run_message
 from crmjobs.errors import PermanentError, RunCanceled
 from crmjobs.ledger import FINISHED, RunConflict, RunStatus
@@ -100,14 +90,6 @@ def _is_current_execution(run: Run, execution: str) -> bool:
     return execution == execution_name(run.id, int(run.attempts))
 
 
-class _DetachedAttempt(Exception):
-    """Carries a Detached answer out of the idempotent call without saving it."""
-
-    def __init__(self, answer: Detached) -> None:
-        super().__init__(answer.execution)
-        self.answer = answer
-
-
 def backoff_seconds(attempt: int) -> int:
     """1 s, 2 s, 4 s ... capped at 10 s, with up to 25% jitter (SQS takes whole seconds)."""
     base = min(2 ** (attempt - 1), MAX_BACKOFF_SECONDS)
@@ -144,33 +126,15 @@ def _run_for(task: TaskSpec, body: MessageBody, delivery: Delivery) -> Run:
     )
 
 
-@cache
-def _persistence_layer() -> DynamoDBPersistenceLayer:
-    return DynamoDBPersistenceLayer(
-        table_name=config.require("IDEMPOTENCY_TABLE"), boto3_client=aws_client("dynamodb")
-    )
+def _execute(service: Service, payload: Payload, context: RunContext) -> Any:
+    """The service's answer as the ledger keeps it (JSON), or its Detached answer.
 
-
-def _execute(service: Service, payload: Payload, context: RunContext, job_key: str) -> Any:
-    """Run the service once per job key: if an attempt finished the work but not the ledger
-    write, the next delivery gets the saved output instead of doing the work again."""
-    idempotency = IdempotencyConfig(event_key_jmespath="key", expires_after_seconds=24 * 3600)
-    if context.lambda_context is not None:
-        idempotency.register_lambda_context(context.lambda_context)
-
-    @idempotent_function(
-        data_keyword_argument="job", persistence_store=_persistence_layer(), config=idempotency
-    )
-    def run_once(job: dict[str, str]) -> Any:
-        output = service(payload, context)
-        if isinstance(output, Detached):
-            raise _DetachedAttempt(output)  # no output to keep: a retry must start anew
-        return output.model_dump(mode="json") if isinstance(output, BaseModel) else output
-
-    try:
-        return run_once(job={"key": job_key})
-    except _DetachedAttempt as detached:
-        return detached.answer
+    Exactly one delivery gets here per attempt (starting an attempt is a conditional write
+    on the run's status and attempt count), and the output is kept by the same conditional
+    write that completes the run, so no separate idempotency record is needed.
+    """
+    output = service(payload, context)
+    return output.model_dump(mode="json") if isinstance(output, BaseModel) else output
 
 
 def _send_back_to_wait(task: TaskSpec, delivery: Delivery, run: Run) -> None:
@@ -278,11 +242,7 @@ def _attempt(
     )
     started = time.monotonic()
     try:
-        output = _execute(service, payload, context, f"{task.name}:{run.id}")
-    except IdempotencyAlreadyInProgressError:
-        ledger.retry_later(run, "another delivery is executing this job", "InProgress")
-        queues.hide(task.name, delivery.receipt_handle, IN_FLIGHT_RECHECK_SECONDS)
-        raise
+        output = _execute(service, payload, context)
     except RunCanceled as exc:
         logger.info("run canceled while executing", extra={"reason": str(exc)})
         ledger.record_canceled(run, str(exc))

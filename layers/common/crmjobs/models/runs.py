@@ -85,7 +85,7 @@ class Run(Model):
 class TriggerKey(Model):
     """Idempotency guard of a trigger: (task, workspace, key) -> the run it created.
 
-    Shares the idempotency table with Powertools' records (hash key `id`, TTL `expiration`).
+    Kept in the idempotency table (hash key `id`, TTL `expiration`) for its TTL.
     """
 
     Meta = table_meta("IDEMPOTENCY_TABLE")
