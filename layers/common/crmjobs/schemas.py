@@ -39,6 +39,9 @@ class BulkScoreLeadsPayload(Payload):
 
 class ScheduledLeadScoringPayload(Payload):
     scheduledTime: AwareDatetime | None = None
+    #: The next page of active workspaces starts after this one (the job sends itself
+    #: one message per page); absent for the first page.
+    afterWorkspaceId: EntityId | None = None
 
 
 class IndexDocumentPayload(Payload):
