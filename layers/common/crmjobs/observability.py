@@ -1,18 +1,77 @@
-"""Powertools singletons and the one way run metrics (counts, durations) are emitted.
+"""Powertools' logger, handler tracing, and the one way run metrics (counts, durations) are
+emitted.
+
+Tracing: the template turns on Lambda's active tracing, which records every invocation
+(its initialisation, duration and errors) without any SDK in the function, and botocore
+passes the trace header on to every AWS request. The X-Ray SDK adds a subsegment per AWS
+call, but importing it (through Powertools' Tracer) costs about 200 ms of every cold start
+(bench/cold_start.py), so it is loaded only when ``XRAY_SDK_TRACING`` is ``true``: set it
+on a function to investigate where its time goes.
 
 Metrics are written per point with `single_metric` (the task as their dimension) rather
 than through a shared Metrics object, because the local runtime runs many functions in one
 process and a shared object's dimensions would mix.
 """
 
-import os
+from __future__ import annotations
 
-from aws_lambda_powertools import Logger, Tracer
+import functools
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
+from crmjobs import config
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools import Tracer
+
+XRAY_SDK_TRACING = "XRAY_SDK_TRACING"
+
 logger = Logger()
-tracer = Tracer()
+
+Handler = Callable[[Any, Any], Any]
+
+
+class HandlerTracing:
+    """``capture_lambda_handler`` as Powertools' Tracer offers it, applied only when
+    XRAY_SDK_TRACING is true (read when the handler is decorated, at cold start)."""
+
+    def capture_lambda_handler(
+        self,
+        lambda_handler: Handler | None = None,
+        *,
+        capture_response: bool = True,
+        capture_error: bool = True,
+    ) -> Any:
+        if lambda_handler is None:
+            return functools.partial(
+                self.capture_lambda_handler,
+                capture_response=capture_response,
+                capture_error=capture_error,
+            )
+        if not xray_sdk_tracing():
+            return lambda_handler
+        return _powertools_tracer().capture_lambda_handler(
+            lambda_handler, capture_response=capture_response, capture_error=capture_error
+        )
+
+
+tracer = HandlerTracing()
+
+
+def xray_sdk_tracing() -> bool:
+    return (config.env(XRAY_SDK_TRACING) or "false").strip().lower() == "true"
+
+
+@functools.cache
+def _powertools_tracer() -> Tracer:
+    from aws_lambda_powertools import Tracer
+
+    return Tracer()
 
 
 def emit_metric(
