@@ -78,6 +78,8 @@ ENTITY_TABLES = {
     "SuppressionsTable",
     "AgentsTable",
     "ExecutionsTable",
+    "ExecutionStepsTable",
+    "MeetingsTable",
 }
 
 Grant = tuple[str, str]  # (action, resource: a logical id, or an ARN without its prefix)
@@ -241,6 +243,56 @@ CONTRACT: dict[str, set[Grant]] = {
             for queue in ("Queue", "DeadLetterQueue")
         ],
     ),
+    # services/agents.py: the agent (get; executionCount in the success TransactWriteItems),
+    # the execution (get, create, conditional transitions), its transcript (query, put a
+    # turn or a tool call, update them); services/agent_tools.py in the agent's workspace:
+    # prospects (create_once put and get, stage update, partition query), contacts and
+    # knowledge items (create_once), meetings (create_once, starts-index query),
+    # suppressions (draft_email: batch_get); the score-lead and index-document runs the
+    # tools trigger (their runs and keys are the runtime's grants); the chat model (the
+    # stack's agent model only), the search's embeddings and the vector index.
+    "ExecuteAgentFunction": _task_runtime("ExecuteAgent")
+    | _grants(("dynamodb:GetItem", "dynamodb:UpdateItem"), ["AgentsTable"])
+    | _grants(DDB_READ_WRITE, ["ExecutionsTable"])
+    | _grants(
+        ("dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem"), ["ExecutionStepsTable"]
+    )
+    | _grants((*DDB_READ_WRITE, "dynamodb:Query"), ["ProspectsTable"])
+    | _grants(
+        ("dynamodb:GetItem", "dynamodb:PutItem"),
+        ["ContactsTable", "KnowledgeTable", "MeetingsTable"],
+    )
+    | {
+        ("dynamodb:Query", "MeetingsTable/index/starts-index"),
+        ("dynamodb:BatchGetItem", "SuppressionsTable"),
+        ("sqs:SendMessage", "ScoreLeadQueue"),
+        ("sqs:SendMessage", "IndexDocumentQueue"),
+        ("bedrock:InvokeModel", "foundation-model/anthropic.claude-3-haiku-20240307-v1:0"),
+    }
+    | VECTOR_INDEX
+    | TITAN_EMBEDDINGS,
+    # services/agent_scheduling.py: active agents from the status-index or one workspace's
+    # partition (Query, never Scan); the due execute-agent runs' messages.
+    "ProcessActiveAgentsFunction": _task_runtime("ProcessActiveAgents")
+    | {
+        ("dynamodb:Query", "AgentsTable"),
+        ("dynamodb:Query", "AgentsTable/index/status-index"),
+        ("sqs:SendMessage", "ExecuteAgentQueue"),
+    },
+    # services/agent_health.py: agents by status, pause (get, conditional update); the
+    # running, last-hour and per-agent executions (three indexes), marked stuck; the record.
+    "ScheduledAgentHealthCheckFunction": _task_runtime("ScheduledAgentHealthCheck")
+    | _grants(("dynamodb:GetItem", "dynamodb:UpdateItem"), ["AgentsTable"])
+    | _grants(
+        ("dynamodb:Query",),
+        [
+            "AgentsTable/index/status-index",
+            "ExecutionsTable/index/running-index",
+            "ExecutionsTable/index/hour-index",
+            "ExecutionsTable/index/agent-index",
+        ],
+    )
+    | {("dynamodb:UpdateItem", "ExecutionsTable"), ("dynamodb:PutItem", "AgentHealthTable")},
     # Schedules (the nightly and hourly ones, and delayed runs) deliver to any task's queue.
     "SchedulerRole": _grants(
         ("sqs:SendMessage",), [f"{task.resource_prefix}Queue" for task in TASKS.values()]

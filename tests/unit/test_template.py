@@ -200,7 +200,7 @@ def test_alarm_topic_key_lets_cloudwatch_publish(template: Template):
 
 def test_every_table_is_encrypted_recoverable_and_on_demand(template: Template):
     tables = _properties_of_type(template, "AWS::DynamoDB::Table")
-    assert len(tables) == 12
+    assert len(tables) == 15
     for logical_id, properties in tables.items():
         assert properties["SSESpecification"] == {"SSEEnabled": True}, logical_id
         assert properties["PointInTimeRecoverySpecification"] == {
@@ -213,7 +213,9 @@ def test_table_keys_are_declared_attributes(template: Template):
     for logical_id, properties in _properties_of_type(template, "AWS::DynamoDB::Table").items():
         declared = {attribute["AttributeName"] for attribute in properties["AttributeDefinitions"]}
         key_schemas = [properties["KeySchema"]] + [
-            index["KeySchema"] for index in properties.get("GlobalSecondaryIndexes", [])
+            index["KeySchema"]
+            for kind in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes")
+            for index in properties.get(kind, [])
         ]
         used = {key["AttributeName"] for schema in key_schemas for key in schema}
         assert used == declared, logical_id
@@ -388,7 +390,7 @@ def test_schedules_deliver_to_task_queues_through_the_scheduler_role(template: T
     }
     assert sendable == set(TASK_BY_QUEUE)  # delayed runs of any task go through it
     schedules = _properties_of_type(template, "AWS::Scheduler::Schedule")
-    assert len(schedules) == 2
+    assert len(schedules) == 3
     for logical_id, schedule in schedules.items():
         target = schedule["Target"]
         assert target["Arn"]["Fn::GetAtt"][0] in TASK_BY_QUEUE, logical_id

@@ -81,6 +81,8 @@ class ExecuteAgentPayload(Payload):
 
 class ProcessActiveAgentsPayload(Payload):
     workspaceId: EntityId | None = None
+    #: The firing's time (its schedule sends it): which agent schedules are due.
+    scheduledTime: AwareDatetime | None = None
 
 
 class ScheduledAgentHealthCheckPayload(Payload):

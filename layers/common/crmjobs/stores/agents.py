@@ -1,0 +1,62 @@
+"""Agents: read one in a workspace, page the active ones (the status index, or one
+workspace's partition), count them by status, pause one."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from crmjobs.errors import Conflict, NotFound
+from crmjobs.models import Agent
+from crmjobs.stores.dynamodb import Page, conflict_on_failed_condition
+
+
+def get(workspace_id: str, agent_id: str) -> Agent:
+    """The agent (a consistent read); NotFound outside its workspace."""
+    agent = Agent.get_in_workspace(workspace_id, agent_id, consistent_read=True)
+    if agent is None:
+        raise NotFound("agent not found")
+    return agent
+
+
+def active_page(workspace_id: str | None, cursor: dict[str, Any] | None, limit: int) -> Page[Agent]:
+    """Up to `limit` active agents: of every workspace through the status index, or of one
+    workspace from its own partition (no scan either way)."""
+    if workspace_id is None:
+        return with_status_page("active", cursor, limit)
+    else:
+        query = Agent.query(
+            workspace_id,
+            filter_condition=Agent.status == "active",
+            last_evaluated_key=cursor,
+            page_size=limit,
+            limit=limit,
+        )
+    items = list(query)
+    return Page(items, query.last_evaluated_key)
+
+
+def with_status_page(status: str, cursor: dict[str, Any] | None, limit: int) -> Page[Agent]:
+    """Up to `limit` agents of every workspace with this status (the status index)."""
+    query = Agent.status_index.query(
+        status, last_evaluated_key=cursor, page_size=limit, limit=limit
+    )
+    items = list(query)
+    return Page(items, query.last_evaluated_key)
+
+
+def pause(agent: Agent, reason: str, now: datetime) -> bool:
+    """Pause an active agent with the reason; False when it is no longer active."""
+    try:
+        with conflict_on_failed_condition(f"agent {agent.id} is not active"):
+            agent.update(
+                actions=[
+                    Agent.status.set("paused"),
+                    Agent.status_reason.set(reason),
+                    Agent.updated_at.set(now),
+                ],
+                condition=Agent.id.exists() & (Agent.status == "active"),
+            )
+    except Conflict:
+        return False
+    return True

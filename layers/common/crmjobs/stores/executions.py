@@ -1,0 +1,253 @@
+"""Agent executions and their transcripts: the execution record (running, then completed,
+failed or cancelled, each transition conditional on it still running), its rounds saved as
+they happen, its tool calls keyed by toolUseId, and the health check's queries (running
+executions by start time, executions by the hour they started, an agent's latest ones)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+from pynamodb.connection import Connection
+from pynamodb.exceptions import TransactWriteError
+from pynamodb.transactions import TransactWrite
+
+from crmjobs.errors import Conflict
+from crmjobs.models import Agent, AgentExecution, ExecutionRound, ToolCallRecord
+from crmjobs.models.agents import RUNNING_SHARD
+from crmjobs.stores.dynamodb import CONDITION_FAILED, conflict_on_failed_condition
+
+
+def iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def hour_of(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H")
+
+
+def execution_key(execution: AgentExecution) -> str:
+    return f"{execution.workspace_id}#{execution.id}"
+
+
+def find(workspace_id: str, execution_id: str) -> AgentExecution | None:
+    return AgentExecution.get_in_workspace(workspace_id, execution_id, consistent_read=True)
+
+
+def create_running(execution: AgentExecution, started: datetime) -> None:
+    """Record the execution as running; Conflict when it already exists."""
+    execution.status = "running"
+    execution.started_at = iso(started)
+    execution.started_hour = hour_of(started)
+    execution.running_shard = RUNNING_SHARD
+    execution.updated_at = started
+    with conflict_on_failed_condition(f"execution {execution.id} exists"):
+        execution.save(condition=AgentExecution.id.does_not_exist())
+
+
+def _finish_actions(
+    status: str,
+    now: datetime,
+    *,
+    output: Any = None,
+    error: dict[str, str] | None = None,
+    tokens: dict[str, int] | None = None,
+    rounds: int | None = None,
+) -> list[Any]:
+    actions = [
+        AgentExecution.status.set(status),
+        AgentExecution.running_shard.remove(),
+        AgentExecution.completed_at.set(now),
+        AgentExecution.updated_at.set(now),
+    ]
+    if output is not None:
+        actions.append(AgentExecution.output.set(output))
+        actions.append(AgentExecution.duration_ms.set(output.get("durationMs")))
+    if error is not None:
+        actions.append(AgentExecution.error.set(error))
+    if tokens is not None:
+        actions.append(AgentExecution.tokens_used.set(tokens))
+    if rounds is not None:
+        actions.append(AgentExecution.rounds.set(rounds))
+    return actions
+
+
+_STILL_RUNNING = AgentExecution.status == "running"
+
+
+def finish(
+    execution: AgentExecution,
+    status: str,
+    now: datetime,
+    *,
+    output: Any = None,
+    error: dict[str, str] | None = None,
+    tokens: dict[str, int] | None = None,
+    rounds: int | None = None,
+) -> None:
+    """Running -> status; Conflict when it is no longer running (cancelled, marked stuck)."""
+    with conflict_on_failed_condition(f"execution {execution.id} is no longer running"):
+        execution.update(
+            actions=_finish_actions(
+                status, now, output=output, error=error, tokens=tokens, rounds=rounds
+            ),
+            condition=_STILL_RUNNING,
+        )
+
+
+def complete_and_count(
+    execution: AgentExecution,
+    agent: Agent,
+    now: datetime,
+    *,
+    output: Any,
+    tokens: dict[str, int],
+    rounds: int,
+) -> None:
+    """Completed, and the agent's executionCount +1 and lastExecutedAt, in one transaction:
+    the count moves exactly once per execution. Conflict when the execution is no longer
+    running (or the agent was deleted)."""
+    try:
+        with TransactWrite(connection=Connection(region=AgentExecution.Meta.region)) as write:
+            write.update(
+                execution,
+                actions=_finish_actions(
+                    "completed", now, output=output, tokens=tokens, rounds=rounds
+                ),
+                condition=_STILL_RUNNING,
+            )
+            write.update(
+                agent,
+                actions=[Agent.execution_count.add(1), Agent.last_executed_at.set(now)],
+                condition=Agent.id.exists(),
+            )
+    except TransactWriteError as exc:
+        reasons = [reason for reason in exc.cancellation_reasons or [] if reason is not None]
+        if any(reason.code == CONDITION_FAILED for reason in reasons):
+            raise Conflict(
+                f"execution {execution.id} is no longer running, or its agent is gone"
+            ) from None
+        raise
+
+
+# --- the transcript --------------------------------------------------------------------
+
+
+def rounds_of(execution: AgentExecution) -> list[ExecutionRound]:
+    """The saved rounds, in order (a consistent read: a retry sees what the crash left)."""
+    return list(
+        ExecutionRound.query(
+            execution_key(execution),
+            ExecutionRound.step.startswith(ExecutionRound.PREFIX),
+            consistent_read=True,
+        )
+    )
+
+
+def save_turn(execution: AgentExecution, saved: ExecutionRound) -> None:
+    """Save a round's model turn; Conflict if that round was saved already."""
+    saved.execution_key = execution_key(execution)
+    saved.step = ExecutionRound.step_of(int(saved.number))
+    with conflict_on_failed_condition(f"round {saved.number} is saved already"):
+        saved.save(condition=ExecutionRound.step.does_not_exist())
+
+
+def save_reply(saved: ExecutionRound, reply: list[dict[str, Any]]) -> None:
+    """Save the message that answers a round's turn (its tool results)."""
+    saved.update(actions=[ExecutionRound.reply.set(reply)])
+
+
+def tool_calls_of(execution: AgentExecution) -> dict[str, ToolCallRecord]:
+    """The execution's recorded tool calls by toolUseId."""
+    return {
+        record.tool_use_id: record
+        for record in ToolCallRecord.query(
+            execution_key(execution),
+            ToolCallRecord.step.startswith(ToolCallRecord.PREFIX),
+            consistent_read=True,
+        )
+    }
+
+
+def start_tool_call(
+    execution: AgentExecution, round_number: int, tool_use_id: str, name: str, tool_input: Any
+) -> ToolCallRecord:
+    """Record that a call starts (again, after a crash during it: its tool is idempotent by
+    its toolUseId); Conflict when it completed already."""
+    record = ToolCallRecord(
+        execution_key(execution),
+        ToolCallRecord.step_of(tool_use_id),
+        tool_use_id=tool_use_id,
+        round_number=round_number,
+        name=name,
+        input=tool_input,
+    )
+    with conflict_on_failed_condition(f"tool call {tool_use_id} completed already"):
+        record.save(
+            condition=ToolCallRecord.step.does_not_exist() | (ToolCallRecord.status == "started")
+        )
+    return record
+
+
+def finish_tool_call(
+    record: ToolCallRecord,
+    status: str,
+    now: datetime,
+    duration_ms: int,
+    *,
+    result: Any = None,
+    error: str | None = None,
+) -> None:
+    actions = [
+        ToolCallRecord.status.set(status),
+        ToolCallRecord.completed_at.set(now),
+        ToolCallRecord.duration_ms.set(duration_ms),
+    ]
+    if result is not None:
+        actions.append(ToolCallRecord.result.set(result))
+    if error is not None:
+        actions.append(ToolCallRecord.error.set(error))
+    record.update(actions=actions)
+
+
+# --- health check queries --------------------------------------------------------------
+
+
+def running_started_before(cutoff: datetime) -> Iterator[AgentExecution]:
+    """Running executions that started before `cutoff` (the sparse running index)."""
+    return AgentExecution.running.query(
+        RUNNING_SHARD, AgentExecution.started_at < iso(cutoff)
+    )
+
+
+def started_since(since: datetime, until: datetime) -> Iterator[AgentExecution]:
+    """Executions that started between `since` and `until`, through the hour index."""
+    hour = since.replace(minute=0, second=0, microsecond=0)
+    while hour < until:
+        yield from AgentExecution.by_hour.query(
+            hour_of(hour),
+            AgentExecution.started_at.between(iso(since), iso(until)),
+        )
+        hour += timedelta(hours=1)
+
+
+def latest_of_agent(workspace_id: str, agent_id: str, count: int) -> list[AgentExecution]:
+    """The agent's latest `count` executions, newest first."""
+    return list(
+        AgentExecution.by_agent.query(
+            AgentExecution.key_of_agent(workspace_id, agent_id),
+            scan_index_forward=False,
+            limit=count,
+            page_size=count,
+        )
+    )
+
+
+def mark_stuck(execution: AgentExecution, message: str, now: datetime) -> bool:
+    """Failed with code "stuck", if it is still running; False otherwise."""
+    try:
+        finish(execution, "failed", now, error={"message": message, "code": "stuck"})
+    except Conflict:
+        return False
+    return True
