@@ -3,10 +3,11 @@
 Per delivery (a received message, read from Lambda's event by `crmjobs.sqs_handler`):
 find or record the run, validate the payload, take a workspace concurrency slot, mark
 EXECUTING with the attempt number, run the task's service function, and mark COMPLETED
-with its output or FAILED with its error. Bad input and missing entities fail at once and
-are acknowledged; a run canceled while it executes ends CANCELED; other errors are retried
-with backoff (the message stays hidden) until the task's attempts are spent, and then the
-message is moved to the dead-letter queue and the run is FAILED.
+with its output or FAILED with its error. Bad input, missing entities and a function's
+missing or bad settings (a deployment error) fail the run at once and are acknowledged;
+a run canceled while it executes ends CANCELED; other errors are retried with backoff
+(the message stays hidden) until the task's attempts are spent, and then the message is
+moved to the dead-letter queue and the run is FAILED.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel
 
-from crmjobs import concurrency, envelope, ledger
+from crmjobs import concurrency, config, envelope, ledger
 from crmjobs.adapters import queues
 from crmjobs.envelope import Delivery, MessageBody, read_body, run_message
 from crmjobs.errors import PermanentError, RunCanceled
@@ -196,6 +197,9 @@ def process_delivery(
     if run.status == RunStatus.EXECUTING and not ledger.attempt_lost(run):
         _look_again_later(task, delivery, run)
     try:
+        # A bad deployment fails the run with the variable's name (checked once per
+        # container); the runtime's own tables, if missing, already failed to find the run.
+        config.check_environment(config.RUNTIME_VARIABLES)
         # An envelope names a recorded run: its recorded payload is what runs.
         payload = parse_payload(task.name, run.payload if body.is_envelope else body.payload)
         limit = workspaces.concurrency_limit(run.workspace_id)
