@@ -27,6 +27,7 @@ from aws_lambda_powertools.utilities.parser.models import (
 
 from crmjobs import api, client
 from crmjobs.schemas import parse_payload
+from crmjobs.services import campaign_sending
 from crmjobs.services.fanout import BatchInput, FinishInput, PageState
 from crmjobs.tasks import TASKS
 from crmjobs_local.context import LambdaContext
@@ -43,6 +44,10 @@ STEP_INPUT_BY_SUBSTITUTION = {
     "ListPageFunctionArn": PageState,
     "ProcessBatchFunctionArn": BatchInput,
     "FinishBulkRunFunctionArn": FinishInput,
+    "AudiencePageFunctionArn": campaign_sending.SendState,
+    "RecipientsPageFunctionArn": campaign_sending.SendState,
+    "SendBatchFunctionArn": campaign_sending.BatchInput,
+    "FinishFunctionArn": campaign_sending.FinishInput,
 }
 RUN_ID = re.compile(r"^run_[0-9a-f]{32}$")
 #: The client functions the HTTP routes end in; a route reaching one proves it resolved.

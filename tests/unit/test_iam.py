@@ -67,6 +67,8 @@ RESOURCELESS_ACTIONS = {
     "logs:DescribeResourcePolicies",
     "logs:DescribeLogGroups",
 }
+#: Actions of a whole account, also on Resource "*": SES GetAccount (the send rate).
+ACCOUNT_LEVEL_ACTIONS = {"ses:GetAccount"}
 #: Tables holding the CRM's records: no job deletes from them.
 ENTITY_TABLES = {
     "WorkspacesTable",
@@ -293,6 +295,72 @@ CONTRACT: dict[str, set[Grant]] = {
         ],
     )
     | {("dynamodb:UpdateItem", "ExecutionsTable"), ("dynamodb:PutItem", "AgentHealthTable")},
+    # services/campaigns.send_campaign: the campaign (consistent get, conditional take or
+    # back to draft), the owner run of an active campaign (ledger.get: the runtime's
+    # grants); an earlier attempt's execution stopped, this attempt's started.
+    "SendCampaignFunction": _task_runtime("SendCampaign")
+    | _grants(("dynamodb:GetItem", "dynamodb:UpdateItem"), ["CampaignsTable"])
+    | {("states:StartExecution", "SendCampaignStateMachine")}
+    | _grants(
+        ("states:DescribeExecution", "states:StopExecution"),
+        ["execution:SendCampaignStateMachine:*"],
+    ),
+    # services/campaigns.schedule_campaign: the campaign (get, mark scheduled or back to
+    # draft), its one-time schedule replaced (delete, create, passing SchedulerRole), or a
+    # send-campaign run at once (client.trigger: its run and key are the runtime's grants).
+    "ScheduleCampaignFunction": _task_runtime("ScheduleCampaign")
+    | _grants(("dynamodb:GetItem", "dynamodb:UpdateItem"), ["CampaignsTable"])
+    | _grants(
+        ("scheduler:CreateSchedule", "scheduler:DeleteSchedule"),
+        ["schedule/ScheduleGroup/campaign-*"],
+    )
+    | {("iam:PassRole", "SchedulerRole"), ("sqs:SendMessage", "SendCampaignQueue")},
+    # services/campaign_sending.list_audience: a Query page of prospects or contacts, the
+    # ledger rows and suppressions of its addresses, the new rows, the campaign's state and
+    # exclusion counts (or back to draft).
+    "CampaignAudiencePageFunction": _grants(
+        ("dynamodb:Query",), ["ProspectsTable", "ContactsTable"]
+    )
+    | _grants(("dynamodb:BatchGetItem", "dynamodb:PutItem"), ["DeliveriesTable"])
+    | {("dynamodb:BatchGetItem", "SuppressionsTable")}
+    | _grants(("dynamodb:GetItem", "dynamodb:UpdateItem"), ["CampaignsTable"]),
+    # services/campaign_sending.list_recipients: a Query page of the ledger, stale sends
+    # marked unconfirmed (TransactWriteItems of UpdateItem), the campaign's state, counters.
+    "CampaignRecipientsPageFunction": _grants(
+        ("dynamodb:Query", "dynamodb:UpdateItem"), ["DeliveriesTable"]
+    )
+    | _grants(("dynamodb:GetItem", "dynamodb:UpdateItem"), ["CampaignsTable"]),
+    # services/campaign_sending.send_batch: ledger claims and outcomes (TransactWriteItems
+    # of UpdateItem), the batch's suppressions, the campaign and the account's send
+    # schedule (an item of the campaigns table); SES sends from the sender identity through
+    # the configuration set only; the account's rate; the unsubscribe link's key.
+    "SendCampaignBatchFunction": {
+        ("dynamodb:UpdateItem", "DeliveriesTable"),
+        ("dynamodb:BatchGetItem", "SuppressionsTable"),
+        ("ses:GetAccount", "*"),
+        ("secretsmanager:GetSecretValue", "UnsubscribeSigningSecret"),
+    }
+    | _grants(("dynamodb:GetItem", "dynamodb:UpdateItem"), ["CampaignsTable"])
+    | _grants(
+        ("ses:SendEmail", "ses:SendRawEmail"),
+        ["identity/crmjobs.local", "configuration-set/CampaignConfigurationSet"],
+    ),
+    # services/campaign_sending.finish_sending: recount the ledger, the campaign's counters
+    # and status; runtime.finish_detached_run: the run, its slot, a retry or the DLQ.
+    "FinishCampaignSendFunction": {("dynamodb:Query", "DeliveriesTable")}
+    | _grants(("dynamodb:GetItem", "dynamodb:UpdateItem"), ["CampaignsTable", "RunsTable"])
+    | {("dynamodb:UpdateItem", "ConcurrencyTable")}
+    | _grants(("sqs:SendMessage",), ["SendCampaignQueue", "SendCampaignDeadLetterQueue"]),
+    "SendCampaignStateMachine": _grants(
+        ("lambda:InvokeFunction",),
+        [
+            "CampaignAudiencePageFunction",
+            "CampaignRecipientsPageFunction",
+            "SendCampaignBatchFunction",
+            "FinishCampaignSendFunction",
+        ],
+    )
+    | _grants(sorted(RESOURCELESS_ACTIONS - {"ses:GetAccount"}), ["*"]),
     # Schedules (the nightly and hourly ones, and delayed runs) deliver to any task's queue.
     "SchedulerRole": _grants(
         ("sqs:SendMessage",), [f"{task.resource_prefix}Queue" for task in TASKS.values()]
@@ -555,12 +623,16 @@ def test_essential_needs_are_in_the_contract_and_granted(template: Template, log
     assert needs - granted(template, logical_id) == set()
 
 
-def test_only_the_trigger_api_schedules_and_only_index_steps_touch_the_index(template: Template):
+#: Who creates or deletes one-time schedules: delayed runs, and campaigns' send times.
+SCHEDULING_ROLES = {"TriggerApiFunction", "ScheduleCampaignFunction", "CampaignStreamFunction"}
+
+
+def test_only_schedulers_schedule_and_only_index_steps_touch_the_index(template: Template):
     """Scheduled scoring never delays its runs; the bulk starters leave the items to the
     state machine's steps."""
     for logical_id in _roles(template):
         grants = granted(template, logical_id)
-        if logical_id != "TriggerApiFunction":
+        if logical_id not in SCHEDULING_ROLES:
             assert not any(action.startswith("scheduler:") for action, _ in grants), logical_id
     for logical_id in ("BulkIndexDocumentsFunction", "ReindexAllDocumentsFunction"):
         grants = granted(template, logical_id)
@@ -596,7 +668,8 @@ def test_indexes_are_only_queried_and_wildcards_only_where_iam_has_no_resource(
             if "/index/" in resource:
                 assert action == "dynamodb:Query", (logical_id, action, resource)
             if resource == "*":
-                assert action in RESOURCELESS_ACTIONS, (logical_id, action)
+                allowed = RESOURCELESS_ACTIONS | ACCOUNT_LEVEL_ACTIONS
+                assert action in allowed, (logical_id, action)
 
 
 def test_the_scheduler_role_is_passed_to_scheduler_only(template: Template):
@@ -609,7 +682,7 @@ def test_the_scheduler_role_is_passed_to_scheduler_only(template: Template):
                 assert statement["Condition"] == {
                     "StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}
                 }
-    assert set(passing) == {"TriggerApiFunction"}
+    assert set(passing) == {"TriggerApiFunction", "ScheduleCampaignFunction"}
 
 
 def test_vector_index_paths_name_the_configured_index(template: Template):

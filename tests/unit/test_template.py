@@ -172,7 +172,8 @@ def test_every_dead_letter_queue_raises_an_alarm(template: Template):
         if alarm["Namespace"] == "AWS/SQS"
     }
     dead_letter_queues = _dead_letter_queues(template)
-    assert len(dead_letter_queues) == len(TASKS) + 1  # the tasks' and the knowledge stream's
+    # the tasks', the knowledge stream's and the campaign feedback's
+    assert len(dead_letter_queues) == len(TASKS) + 2
     for queue in sorted(dead_letter_queues):
         alarm = alarms_by_queue.get(queue)
         assert alarm is not None, f"{queue} has no alarm"

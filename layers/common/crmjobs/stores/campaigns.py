@@ -83,13 +83,13 @@ def back_to_draft(campaign: Campaign, error: str) -> bool:
 
 
 def _update_while_sending(
-    workspace_id: str, campaign_id: str, run_id: str, actions: list
+    workspace_id: str, campaign_id: str, run_id: str, actions: list, *, active: bool = True
 ) -> bool:
-    """An update that holds only while this run sends the campaign; False otherwise."""
+    """An update that holds only while this run (an execution's name) owns the campaign,
+    and, if `active`, while it is still active; False otherwise."""
+    condition = _sending(run_id) if active else Campaign.sending_run == run_id
     try:
-        Campaign(workspace_id, campaign_id).update(
-            actions=actions, condition=_sending(run_id)
-        )
+        Campaign(workspace_id, campaign_id).update(actions=actions, condition=condition)
     except UpdateError as exc:
         if exc.cause_response_code == CONDITION_FAILED:
             return False
@@ -124,12 +124,14 @@ def add_counters(workspace_id: str, campaign_id: str, deltas: Mapping[str, int])
 def set_ledger_counters(
     workspace_id: str, campaign_id: str, run_id: str, counters: Mapping[str, int]
 ) -> bool:
-    """The counters recounted from the ledger (while no batch of this run is in flight)."""
+    """The counters recounted from the ledger (while no batch of this run is in flight),
+    also when the campaign was paused meanwhile."""
     return _update_while_sending(
         workspace_id,
         campaign_id,
         run_id,
         [Campaign.counters[name].set(value) for name, value in counters.items()],
+        active=False,
     )
 
 
@@ -152,8 +154,25 @@ def finish_sending(
 
 
 def pause(workspace_id: str, campaign_id: str, run_id: str, reason: str) -> bool:
-    """Paused with the reason (SES stopped sending); False if the run no longer sends it."""
-    return finish_sending(workspace_id, campaign_id, run_id, CampaignStatus.PAUSED, reason)
+    """Paused with the reason (SES stopped sending); the run keeps the campaign until its
+    last step recounts and releases it. False if the run no longer sends it."""
+    return _update_while_sending(
+        workspace_id,
+        campaign_id,
+        run_id,
+        [
+            Campaign.status.set(CampaignStatus.PAUSED.value),
+            Campaign.last_error.set(reason[:2000]),
+            Campaign.updated_at.set(utcnow()),
+        ],
+    )
+
+
+def release(workspace_id: str, campaign_id: str, run_id: str) -> bool:
+    """The run no longer sends the campaign (it stays as it is: paused, draft...)."""
+    return _update_while_sending(
+        workspace_id, campaign_id, run_id, [Campaign.sending_run.remove()], active=False
+    )
 
 
 def sending_state(workspace_id: str, campaign_id: str) -> tuple[str | None, str | None]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -70,26 +70,27 @@ def listed_by(workspace_id: str, campaign_id: str, addresses: Iterable[str]) -> 
     return owners
 
 
-def add_recipients(workspace_id: str, campaign_id: str, people: Sequence[Person]) -> None:
-    """Pending rows for people screened as new (none of them has a row yet)."""
+def add_recipients(workspace_id: str, campaign_id: str, people: Sequence[Person]) -> int:
+    """Pending rows for people screened as new, written only where no row exists (a
+    conditional put per row, up to TRANSACTION_LIMIT per transaction): how many were new."""
     key = campaign_key(workspace_id, campaign_id)
-    with Delivery.batch_write() as batch:
-        for person in people:
-            batch.save(
-                Delivery(
-                    key,
-                    person.address,
-                    workspace_id=workspace_id,
-                    campaign_id=campaign_id,
-                    recipient=person.key,
-                    name=person.name,
-                    first_name=person.first_name,
-                    last_name=person.last_name,
-                    company=person.company,
-                    title=person.title,
-                    status=PENDING,
-                )
-            )
+    rows = [
+        Delivery(
+            key,
+            person.address,
+            workspace_id=workspace_id,
+            campaign_id=campaign_id,
+            recipient=person.key,
+            name=person.name,
+            first_name=person.first_name,
+            last_name=person.last_name,
+            company=person.company,
+            title=person.title,
+            status=PENDING,
+        )
+        for person in people
+    ]
+    return sum(_apply(rows, _put_new))
 
 
 def unfinished_page(
@@ -151,30 +152,38 @@ def _connection(region: str, endpoint: str | None) -> Connection:
     return Connection(region=region, host=endpoint)
 
 
-def _commit(transitions: Sequence[Transition], indexes: list[int]) -> None:
+def _update(transaction: TransactWrite, step: Transition) -> None:
+    transaction.update(
+        step.row, actions=step.actions, condition=step.condition, add_version_condition=False
+    )
+
+
+def _put_new(transaction: TransactWrite, row: Delivery) -> None:
+    transaction.save(row, condition=Delivery.email.does_not_exist())
+
+
+def _commit(items: Sequence[Any], indexes: list[int], write: Callable) -> None:
     endpoint = config.env("AWS_ENDPOINT_URL_DYNAMODB") or config.env("AWS_ENDPOINT_URL")
     with TransactWrite(connection=_connection(config.region(), endpoint)) as transaction:
         for index in indexes:
-            step = transitions[index]
-            transaction.update(
-                step.row,
-                actions=step.actions,
-                condition=step.condition,
-                add_version_condition=False,
-            )
+            write(transaction, items[index])
 
 
 def transact(transitions: Sequence[Transition]) -> list[bool]:
     """Apply the transitions, up to TRANSACTION_LIMIT per transaction; for each, whether it
     was applied (False: its condition did not hold, and the others are applied without it).
     A conflict with another write in progress is retried with backoff."""
-    applied = [False] * len(transitions)
-    for start in range(0, len(transitions), TRANSACTION_LIMIT):
-        chunk = list(range(start, min(start + TRANSACTION_LIMIT, len(transitions))))
+    return _apply(transitions, _update)
+
+
+def _apply(items: Sequence[Any], write: Callable) -> list[bool]:
+    applied = [False] * len(items)
+    for start in range(0, len(items), TRANSACTION_LIMIT):
+        chunk = list(range(start, min(start + TRANSACTION_LIMIT, len(items))))
         conflicts = 0
         while chunk:
             try:
-                _commit(transitions, chunk)
+                _commit(items, chunk, write)
             except TransactWriteError as exc:
                 codes = _cancellation_codes(exc, len(chunk))
                 if CONDITION_NOT_MET in codes:

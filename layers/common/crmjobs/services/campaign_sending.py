@@ -1,0 +1,448 @@
+"""The steps of the campaign-sending state machine (statemachines/send_campaign.asl.json).
+
+list_audience pages the audience into the ledger; list_recipients folds the last round's
+results and hands out the next round of pending recipients as batches (a recipient found
+`sending` between rounds is unconfirmed: its send was made and never recorded); the Map
+runs send_batch over them; finish_sending recounts the counters from the ledger, decides
+the campaign's status and records the run's outcome.
+
+Sending is owned by one execution at a time: the campaign's `sendingRun` names it, and
+every step stops when it no longer does (paused, deleted, or taken over by a later
+attempt).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from crmjobs.adapters.mailer import (
+    Mailer,
+    RecipientRejected,
+    SendingStopped,
+    SendOutcomeUnknown,
+    SendRetryable,
+    mailer_from_config,
+)
+from crmjobs.domain import pacing
+from crmjobs.domain.audience import parse_audience, screen_page
+from crmjobs.domain.campaigns import CampaignStatus, LedgerCounts, final_status
+from crmjobs.models import Campaign, Delivery
+from crmjobs.models.base import utcnow
+from crmjobs.observability import logger
+from crmjobs.runtime import finish_detached_run
+from crmjobs.services.mail import Sender, compose, fields_of
+from crmjobs.stores import campaigns, deliveries, people, send_rate, suppressions
+
+#: Audience records read per page step.
+AUDIENCE_PAGE = 500
+#: Recipients per batch step, and batches per round (the Map's MaxConcurrency).
+BATCH_SIZE = 50
+BATCHES_PER_ROUND = 4
+#: Recipients claimed and given send slots together (one transaction, one reservation).
+CHUNK = 10
+#: Sends in flight at once within a batch (each waits for its slot).
+SEND_THREADS = 10
+#: A batch stops claiming when less than this is left of its Lambda's time.
+TIME_MARGIN_S = 30.0
+#: Passes over the ledger before the execution gives up (recipients still throttled).
+MAX_PASSES = 20
+MAX_THROTTLE_BACKOFF_S = 10.0
+
+ACTIVE = CampaignStatus.ACTIVE.value
+
+
+class Step(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SendState(Step):
+    """The state the machine carries between steps."""
+
+    runId: str
+    execution: str
+    workspaceId: str
+    campaignId: str
+    audience: str
+    audienceListed: bool = False
+    cursor: dict[str, Any] | None = None
+    pages: int = 0
+    listed: int = 0
+    recipients: int = 0
+    excluded: dict[str, int] = Field(default_factory=dict)
+    passes: int = 0
+    released: int = 0
+    done: bool = False
+    stopped: str | None = None
+    totals: dict[str, int] = Field(default_factory=dict)
+    results: list[dict[str, Any]] = Field(default_factory=list)
+    batches: list[list[dict[str, str]]] = Field(default_factory=list)
+
+
+class BatchInput(Step):
+    workspaceId: str
+    campaignId: str
+    execution: str
+    recipients: list[dict[str, str]] = Field(max_length=BATCH_SIZE)
+
+
+def _still_ours(state: SendState) -> str | None:
+    """None while this execution sends the campaign, else why it stops."""
+    status, sending_run = campaigns.sending_state(state.workspaceId, state.campaignId)
+    if status is None:
+        return "deleted"
+    if status != ACTIVE or sending_run != state.execution:
+        return status if status != ACTIVE else "taken over by another send"
+    return None
+
+
+# --------------------------------------------------------------------------- audience
+
+
+def list_audience(state: SendState) -> SendState:
+    """One page of the audience into the ledger; at the last page, the exclusion counts
+    (and back to draft when there is nobody to send to)."""
+    stopped = _still_ours(state)
+    if stopped is not None:
+        return state.model_copy(update={"audienceListed": True, "done": True, "stopped": stopped})
+    audience = parse_audience(state.audience)
+    page, read, cursor = people.audience_page(
+        state.workspaceId, audience, state.cursor, AUDIENCE_PAGE
+    )
+    addresses = [person.address for person in page]
+    screening = screen_page(
+        page,
+        deliveries.listed_by(state.workspaceId, state.campaignId, addresses),
+        suppressions.suppressed_among(state.workspaceId, addresses),
+    )
+    deliveries.add_recipients(state.workspaceId, state.campaignId, screening.new)
+    excluded = Counter(state.excluded)
+    excluded.update(screening.excluded)
+    update: dict[str, Any] = {
+        "cursor": cursor,
+        "pages": state.pages + 1,
+        "listed": state.listed + read,
+        "recipients": state.recipients + len(screening.new) + screening.already_listed,
+        "excluded": dict(excluded),
+    }
+    if cursor is None:
+        update["audienceListed"] = True
+        counts = {reason: excluded.get(reason, 0) for reason in _EXCLUSIONS}
+        campaigns.record_audience(state.workspaceId, state.campaignId, state.execution, counts)
+        if update["recipients"] == 0:
+            campaign = campaigns.find(state.workspaceId, state.campaignId)
+            if campaign is not None and campaign.sending_run == state.execution:
+                campaigns.back_to_draft(campaign, "no recipients")
+            update.update(done=True, stopped="no recipients")
+    return state.model_copy(update=update)
+
+
+_EXCLUSIONS = ("optedOut", "suppressed", "duplicate", "invalid")
+_SEND_OUTCOMES = ("sent", "failed", "unconfirmed")
+
+
+# --------------------------------------------------------------------------- rounds
+
+
+def _batch_entry(row: Delivery) -> dict[str, str]:
+    return {
+        "email": row.email,
+        "recipient": row.recipient or "",
+        "name": row.name or "",
+        "firstName": row.first_name or "",
+        "lastName": row.last_name or "",
+        "company": row.company or "",
+        "title": row.title or "",
+    }
+
+
+def list_recipients(state: SendState) -> SendState:
+    """Fold the last round's results, then list the next round of pending recipients."""
+    totals = Counter(state.totals)
+    released = state.released
+    stopped = state.stopped
+    for result in state.results:
+        totals.update({k: v for k, v in result.items() if k in _SEND_OUTCOMES})
+        released += int(result.get("released", 0))
+        stopped = stopped or result.get("stopped")
+    update: dict[str, Any] = {"totals": dict(totals), "results": [], "batches": []}
+    stopped = stopped or _still_ours(state)
+    if stopped is not None:
+        return state.model_copy(update={**update, "done": True, "stopped": stopped})
+    cursor, passes = state.cursor, state.passes
+    if state.passes == 0:
+        cursor, passes = None, 1
+    while True:
+        page = deliveries.unfinished_page(
+            state.workspaceId, state.campaignId, cursor, BATCH_SIZE * BATCHES_PER_ROUND
+        )
+        stale = [row for row in page.items if row.status == deliveries.SENDING]
+        pending = [row for row in page.items if row.status == deliveries.PENDING]
+        _unconfirm(state, stale)
+        cursor = page.cursor
+        if pending or cursor is not None:
+            break
+        if released == 0:  # a whole pass found nothing left to send
+            return state.model_copy(update={**update, "done": True, "cursor": None})
+        if passes >= MAX_PASSES:
+            raise RuntimeError(
+                f"recipients still pending after {passes} passes (SES kept refusing them)"
+            )
+        cursor, passes, released = None, passes + 1, 0
+    entries = [_batch_entry(row) for row in pending]
+    batches = [entries[i : i + BATCH_SIZE] for i in range(0, len(entries), BATCH_SIZE)]
+    return state.model_copy(
+        update={**update, "cursor": cursor, "passes": passes, "released": released,
+                "batches": batches}
+    )
+
+
+def _unconfirm(state: SendState, rows: list[Delivery]) -> None:
+    """Rows left `sending` by an earlier batch (it crashed or timed out between its send
+    call and the write after it): unconfirmed, never sent again."""
+    if not rows:
+        return
+    applied = deliveries.transact(
+        [deliveries.unconfirmed(row, "the send's outcome was never recorded") for row in rows]
+    )
+    campaigns.add_counters(state.workspaceId, state.campaignId, {"unconfirmed": sum(applied)})
+
+
+# --------------------------------------------------------------------------- one batch
+
+
+Outcome = Literal["sent", "failed", "unconfirmed", "retry", "stopped"]
+
+
+@dataclass
+class _Result:
+    row: Delivery
+    outcome: Outcome
+    detail: str = ""
+
+
+class _Batch:
+    """Sends one batch: claims a chunk, reserves its slots from the shared schedule, sends
+    each at its slot (in threads), records the chunk's outcomes in one transaction."""
+
+    def __init__(
+        self,
+        batch: BatchInput,
+        campaign: Campaign,
+        mailer: Mailer,
+        sender: Sender,
+        remaining_seconds,
+    ) -> None:
+        self.batch = batch
+        self.campaign = campaign
+        self.mailer = mailer
+        self.sender = sender
+        self.remaining_seconds = remaining_seconds
+        self.rate = pacing.paced_rate(mailer.max_send_rate())
+        self.counts: Counter[str] = Counter()
+        self.stopped: str | None = None
+        self.throttles = 0
+        self._pool = ThreadPoolExecutor(max_workers=SEND_THREADS)
+        self._lock = threading.Lock()
+
+    def _send_one(self, row: Delivery, slot: float) -> _Result:
+        while True:
+            wait = slot - time.time()
+            if wait > 0:
+                time.sleep(wait)
+            if pacing.on_time(slot, time.time()):
+                break
+            slot = send_rate.reserve(1, self.rate).first_slot  # too late: a new slot
+        content = self.campaign.content
+        outgoing = compose(
+            self.sender,
+            workspace_id=self.batch.workspaceId,
+            campaign_id=self.batch.campaignId,
+            recipient=row.recipient or "",
+            fields=fields_of(row),
+            subject=content.subject or "",
+            body=content.body or "",
+            now=utcnow(),
+        )
+        try:
+            return _Result(row, "sent", self.mailer.send(outgoing))
+        except RecipientRejected as exc:
+            return _Result(row, "failed", str(exc))
+        except SendRetryable as exc:
+            return _Result(row, "retry", str(exc))
+        except SendingStopped as exc:
+            return _Result(row, "stopped", str(exc))
+        except SendOutcomeUnknown as exc:
+            return _Result(row, "unconfirmed", str(exc))
+        except Exception as exc:  # unknown: it may have gone out, so never again
+            logger.exception("send failed unexpectedly", extra={"recipient": row.email})
+            return _Result(row, "unconfirmed", f"{type(exc).__name__}: {exc}")
+
+    def _record(self, results: list[_Result]) -> list[Delivery]:
+        """One transaction for the chunk's rows and one counter update; the rows to try
+        again (throttled or stopped: not sent)."""
+        now = utcnow()
+        transitions, retry, kinds = [], [], []
+        for result in results:
+            if result.outcome == "sent":
+                transitions.append(deliveries.sent(result.row, result.detail, now))
+            elif result.outcome == "failed":
+                transitions.append(deliveries.failed(result.row, result.detail))
+            elif result.outcome == "unconfirmed":
+                transitions.append(deliveries.unconfirmed(result.row, result.detail))
+            else:
+                transitions.append(deliveries.released(result.row, result.detail))
+                retry.append(result.row)
+            kinds.append(result.outcome)
+        applied = deliveries.transact(transitions)
+        deltas = Counter(
+            kind for kind, ok in zip(kinds, applied, strict=True)
+            if ok and kind in ("sent", "failed", "unconfirmed")
+        )
+        campaigns.add_counters(self.batch.workspaceId, self.batch.campaignId, deltas)
+        self.counts.update(deltas)
+        return retry
+
+    def _fail_suppressed(self, rows: list[Delivery]) -> list[Delivery]:
+        """Recipients suppressed since the audience was listed (an unsubscribe, a bounce in
+        another campaign) fail without a send; the others go on."""
+        addresses = [row.email for row in rows]
+        suppressed = suppressions.suppressed_among(self.batch.workspaceId, addresses)
+        if not suppressed:
+            return rows
+        claimed = deliveries.claim([row for row in rows if row.email in suppressed], utcnow())
+        self._record([_Result(row, "failed", "suppressed") for row in claimed])
+        return [row for row in rows if row.email not in suppressed]
+
+    def run(self) -> dict[str, Any]:
+        queue = deque(self._fail_suppressed([_row(self.batch, r) for r in self.batch.recipients]))
+        left = 0
+        try:
+            while queue:
+                if self.remaining_seconds() < TIME_MARGIN_S or self._not_ours():
+                    left = len(queue)
+                    break
+                chunk = [queue.popleft() for _ in range(min(CHUNK, len(queue)))]
+                claimed = deliveries.claim(chunk, utcnow())
+                if not claimed:
+                    continue
+                reservation = send_rate.reserve(len(claimed), self.rate)
+                futures = [
+                    self._pool.submit(self._send_one, row, reservation.slot(index))
+                    for index, row in enumerate(claimed)
+                ]
+                results = [future.result() for future in futures]
+                again = self._record(results)
+                if any(result.outcome == "stopped" for result in results):
+                    reason = next(r.detail for r in results if r.outcome == "stopped")
+                    self._stop(reason)
+                    left = len(queue) + len(again)
+                    break
+                if again:
+                    self._back_off()
+                    queue.extend(again)
+        finally:
+            self._pool.shutdown(wait=True)
+        return {**{k: int(v) for k, v in self.counts.items()}, "released": left,
+                "stopped": self.stopped}
+
+    def _not_ours(self) -> bool:
+        status, sending_run = campaigns.sending_state(
+            self.batch.workspaceId, self.batch.campaignId
+        )
+        if status == ACTIVE and sending_run == self.batch.execution:
+            return False
+        self.stopped = status or "deleted"
+        return True
+
+    def _stop(self, reason: str) -> None:
+        """SES will not send now (quota, paused, suspended): the campaign pauses with why."""
+        campaigns.pause(
+            self.batch.workspaceId, self.batch.campaignId, self.batch.execution, reason
+        )
+        self.stopped = CampaignStatus.PAUSED.value
+
+    def _back_off(self) -> None:
+        self.throttles += 1
+        delay = min(MAX_THROTTLE_BACKOFF_S, 0.5 * 2 ** (self.throttles - 1))
+        time.sleep(delay * random.uniform(0.8, 1.2))
+
+
+def _row(batch: BatchInput, entry: dict[str, str]) -> Delivery:
+    return Delivery(
+        deliveries.campaign_key(batch.workspaceId, batch.campaignId),
+        entry["email"],
+        workspace_id=batch.workspaceId,
+        campaign_id=batch.campaignId,
+        recipient=entry["recipient"],
+        name=entry["name"],
+        first_name=entry["firstName"],
+        last_name=entry["lastName"],
+        company=entry["company"],
+        title=entry["title"],
+    )
+
+
+def send_batch(
+    batch: BatchInput, remaining_seconds=lambda: float("inf"), mailer: Mailer | None = None
+) -> dict[str, Any]:
+    """Send one batch of pending recipients; what happened to them, counted."""
+    campaign = campaigns.find(batch.workspaceId, batch.campaignId)
+    if campaign is None:
+        return {"released": 0, "stopped": "deleted"}
+    if campaign.status != ACTIVE or campaign.sending_run != batch.execution:
+        return {"released": 0, "stopped": campaign.status}
+    sender = _Batch(
+        batch, campaign, mailer or mailer_from_config(), Sender.from_config(), remaining_seconds
+    )
+    return sender.run()
+
+
+# --------------------------------------------------------------------------- the end
+
+
+class FinishInput(Step):
+    runId: str
+    execution: str
+    workspaceId: str
+    campaignId: str
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+
+def finish_sending(finish: FinishInput) -> dict[str, Any]:
+    """Recount the ledger into the counters, decide the campaign's status (completed when
+    every recipient is final, failed when nothing could be sent), give the campaign up and
+    record the run: its output, or its error (then the run is retried and resumes)."""
+    workspace_id, campaign_id, execution = finish.workspaceId, finish.campaignId, finish.execution
+    counts = LedgerCounts(deliveries.count_by_status(workspace_id, campaign_id))
+    campaigns.set_ledger_counters(workspace_id, campaign_id, execution, counts.counters())
+    if finish.error is not None:
+        cause = (finish.error.get("Cause") or "")[:500]
+        error = f"{finish.error.get('Error')}: {cause}"
+        finish_detached_run(finish.runId, execution, error=error)
+        return {"error": error}
+    state = SendState.model_validate(finish.result)
+    status = final_status(counts) if counts.recipients else None
+    if status is None or not campaigns.finish_sending(workspace_id, campaign_id, execution, status):
+        campaigns.release(workspace_id, campaign_id, execution)
+    campaign = campaigns.find(workspace_id, campaign_id)
+    output: dict[str, Any] = {
+        "status": campaign.status if campaign is not None else "deleted",
+        **counts.counters(),
+        "excluded": state.excluded,
+        "passes": state.passes,
+    }
+    if state.stopped:
+        output["stopped"] = state.stopped
+    if campaign is not None and campaign.last_error:
+        output["lastError"] = campaign.last_error
+    finish_detached_run(finish.runId, execution, output=output)
+    return output
