@@ -28,13 +28,18 @@ def test_demo_runs_every_built_task_and_exits_zero(tmp_path):
     assert result.returncode == 0, out[-3000:] + result.stderr[-3000:]
     for line in (
         "Acme Robotics (ws-demo, professional): 60 prospects, 6 documents",
-        "score distribution (60 scored)",
+        "score distribution (61 scored)",  # the 60 seeded and the lead the agent created
         '"started": 2, "alreadyStarted": 0',  # the nightly job: both workspaces
         '"started": 0, "alreadyStarted": 2',  # its second firing the same day
         "isolation: Acme's search saw only Acme documents, Globex's only its own",
         "(source sqs): COMPLETED",  # the plain SQS message
         f"outbox: {data_dir / 'outbox'}",
         "demo ok: all",
+        # the agent part: its four tools, its stats, and the two agent jobs after it
+        "tools search_knowledge, create_lead, schedule_meeting, draft_email",
+        "agent: executionCount 1",
+        "1 active agent(s):",
+        "stuck marked failed: 0, auto-paused: 0",
     ):
         assert line in out, line
     assert "Pricing and plans" in out and "ready" in out

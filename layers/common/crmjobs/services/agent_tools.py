@@ -34,6 +34,7 @@ from crmjobs.domain.rendering import (
 from crmjobs.errors import Conflict
 from crmjobs.models import Contact, KnowledgeItem, Meeting, Prospect
 from crmjobs.services.documents import search_knowledge as hybrid_search
+from crmjobs.services.mail import send_direct_email
 from crmjobs.stores import agent_records, meetings, people, prospects, suppressions
 from crmjobs.stores.executions import iso
 
@@ -275,8 +276,6 @@ def draft_email(arguments: tools.DraftEmailInput, context: ToolContext) -> dict[
 
 
 def send_email(arguments: tools.SendEmailInput, context: ToolContext) -> dict[str, Any]:
-    from crmjobs.services.mail import send_direct_email
-
     result = send_direct_email(
         context.workspace_id,
         recipient_type=arguments.recipientType,
