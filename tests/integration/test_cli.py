@@ -1,4 +1,4 @@
-"""The `crmjobs` command line against a local stack served from this process (moto server
+"""The `crmjobs` command line against the local runtime served from this process (moto server
 mode, its endpoint.json written as `crmjobs dev` writes it), against `crmjobs dev` run as
 a separate process, and against a "deployed" stack that moto's CloudFormation holds."""
 
@@ -24,6 +24,8 @@ from crmjobs.errors import NotFound
 from crmjobs.models import KnowledgeItem, Prospect, Workspace
 from crmjobs.tasks import TASKS
 from crmjobs_local import cli
+from crmjobs_local.cli.targets import deployed_environment, write_endpoint_file
+from crmjobs_local.project import ENDPOINT_FILE
 from crmjobs_local.stack import reset_cached_clients
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,20 +34,20 @@ CLI = [sys.executable, "-m", "crmjobs_local.cli"]
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    """A LocalRuntime in server mode, serving, with the endpoint.json `crmjobs dev` writes."""
+    """The local runtime in server mode, serving, with the endpoint.json `crmjobs dev` writes."""
     from crmjobs_local.stack import LocalRuntime
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the server's request log
     data_dir = tmp_path_factory.mktemp("dev")
-    stack = LocalRuntime(ROOT / "template.yaml", data_dir=data_dir)
-    stack.start()
+    local = LocalRuntime(ROOT / "template.yaml", data_dir=data_dir)
+    local.start()
     try:
         reset_cached_clients()  # models may hold connections made for an earlier module's moto
-        cli.write_endpoint_file(stack)
-        stack.serve()
-        yield stack
+        write_endpoint_file(local)
+        local.serve()
+        yield local
     finally:
-        stack.stop()
+        local.stop()
         reset_cached_clients()
 
 
@@ -134,7 +136,7 @@ def test_one_shot_commands_need_a_dev_server(tmp_path, capsys):
     code = cli.main(["runs", "list", "--workspace", "w", "--data-dir", str(tmp_path)])
     assert code == 2
     assert "start `crmjobs dev` first or pass --stack" in capsys.readouterr().err
-    (tmp_path / cli.ENDPOINT_FILE).write_text(
+    (tmp_path / ENDPOINT_FILE).write_text(
         json.dumps({"endpoint": "http://127.0.0.1:9", "environment": {}})
     )
     code = cli.main(["runs", "show", "run_x", "--data-dir", str(tmp_path)])
@@ -323,7 +325,7 @@ def test_stack_option_resolves_the_functions_environment_from_cloudformation(ser
         for r in cloudformation.describe_stack_resources(StackName=name)["StackResources"]
     }
     session = boto3.session.Session(region_name="us-east-1")
-    environment, unresolved = cli.deployed_environment(session, name, ROOT / "template.yaml")
+    environment, unresolved = deployed_environment(session, name, ROOT / "template.yaml")
     prefix = environment["QUEUE_URL_PREFIX"]
     assert prefix + "score-lead" == physical["ScoreLeadQueue"]
     assert prefix + "score-lead-dlq" == physical["ScoreLeadDeadLetterQueue"]
@@ -360,7 +362,7 @@ def test_dev_serves_until_interrupted_and_one_shot_commands_reach_it(tmp_path):
     dev = subprocess.Popen(
         [*CLI, "dev", "--data-dir", str(data_dir)], stdout=log, stderr=subprocess.STDOUT
     )
-    endpoint_file = data_dir / cli.ENDPOINT_FILE
+    endpoint_file = data_dir / ENDPOINT_FILE
     try:
         deadline = time.monotonic() + 120
         while not endpoint_file.exists() and time.monotonic() < deadline:
