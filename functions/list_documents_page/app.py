@@ -1,11 +1,12 @@
-"""Bulk-indexing step: fold the last batch results into the totals, list the next page."""
+"""Bulk-indexing step: fold the last batch results into the totals and list the next page,
+or go on in the run's next execution once this one has listed its pages."""
 
 from crmjobs.observability import logger, tracer
 from crmjobs.services.documents import list_documents_page
-from crmjobs.services.fanout import PageState
+from crmjobs.services.fanout import PageStep, page_step
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler(capture_response=False)
 def handler(event, context):
-    return list_documents_page(PageState.model_validate(event)).model_dump(mode="json")
+    return page_step(PageStep.model_validate(event), list_documents_page).model_dump(mode="json")

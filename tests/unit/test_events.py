@@ -28,7 +28,7 @@ from aws_lambda_powertools.utilities.parser.models import (
 from crmjobs import api, client
 from crmjobs.schemas import parse_payload
 from crmjobs.services import campaign_sending
-from crmjobs.services.fanout import BatchInput, FinishInput, PageState
+from crmjobs.services.fanout import BatchInput, FinishInput, PageStep
 from crmjobs.tasks import TASKS
 from crmjobs_local.context import LambdaContext
 from crmjobs_local.template import DynamoDbStreamEventSource, SqsEventSource, Template
@@ -41,7 +41,7 @@ TEMPLATE = Template.load(REPO_ROOT / "template.yaml")
 TASK_BY_QUEUE = {f"{task.resource_prefix}Queue": task.name for task in TASKS.values()}
 #: The state machine substitution a step function fills, and the input model of that step.
 STEP_INPUT_BY_SUBSTITUTION = {
-    "ListPageFunctionArn": PageState,
+    "ListPageFunctionArn": PageStep,
     "ProcessBatchFunctionArn": BatchInput,
     "FinishBulkRunFunctionArn": FinishInput,
     "AudiencePageFunctionArn": campaign_sending.SendState,

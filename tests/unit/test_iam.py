@@ -139,8 +139,20 @@ def _task_runtime(prefix: str) -> set[Grant]:
 
 
 def _bulk_run(machine: str) -> set[Grant]:
-    """services/fanout.start_fanout: start the execution (its last step records the run)."""
-    return {("states:StartExecution", machine)}
+    """services/fanout.start_fanout: start the attempt's first execution (the last one of
+    its chain records the run); a retry first looks up and stops the previous attempt's."""
+    return {("states:StartExecution", machine)} | _grants(
+        ("states:DescribeExecution", "states:StopExecution"), [f"execution:{machine}:*"]
+    )
+
+
+def _page_step(machine_name: str) -> set[Grant]:
+    """services/fanout.page_step: after its pages per execution, start the run's next
+    execution (the state machine named by the stack) and keep the run's slot for it."""
+    return {
+        ("states:StartExecution", f"stateMachine:crmjobs-{machine_name}"),
+        ("dynamodb:UpdateItem", "ConcurrencyTable"),
+    }
 
 
 #: adapters/vector_index.py: HEAD/PUT/GET of the index (ensure_index), POST of _bulk,
@@ -173,10 +185,11 @@ CONTRACT: dict[str, set[Grant]] = {
     | _grants(("dynamodb:GetItem", "dynamodb:UpdateItem"), ["ProspectsTable"]),
     "BulkScoreLeadsFunction": _task_runtime("BulkScoreLeads")
     | _bulk_run("BulkScoreLeadsStateMachine"),
-    # services/scoring.scheduled_lead_scoring: Workspace.active() queries the active-index;
+    # services/nightly_scoring.scheduled_lead_scoring: a page of the active-index (Query);
     # client.batch_trigger records runs (RunsTable), trigger keys in one TransactWriteItems
     # (PutItem on IdempotencyTable, GetItem on a repeat, DeleteItem when a run could not be
-    # enqueued: all in the runtime's grants) and sends the bulk runs' messages.
+    # enqueued: all in the runtime's grants) and sends the bulk runs' messages, and the next
+    # page's to its own queue (the runtime's grant).
     # No delay, so no Scheduler.
     "ScheduledLeadScoringFunction": _task_runtime("ScheduledLeadScoring")
     | {
@@ -184,7 +197,8 @@ CONTRACT: dict[str, set[Grant]] = {
         ("sqs:SendMessage", "BulkScoreLeadsQueue"),
     },
     # services/scoring._list_due_prospects: Prospect.query on the table's key.
-    "ListProspectsPageFunction": {("dynamodb:Query", "ProspectsTable")},
+    "ListProspectsPageFunction": {("dynamodb:Query", "ProspectsTable")}
+    | _page_step("bulk-score-leads"),
     # services/scoring.score_prospects_batch: batch_get, then score_and_store.
     "ScoreProspectsBatchFunction": _grants(
         ("dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:UpdateItem"), ["ProspectsTable"]
@@ -202,7 +216,8 @@ CONTRACT: dict[str, set[Grant]] = {
     | _bulk_run("BulkIndexDocumentsStateMachine"),
     # services/documents._list_due_items: KnowledgeItem.query on the table's key (the
     # embedder is only asked its model id).
-    "ListDocumentsPageFunction": {("dynamodb:Query", "KnowledgeTable")},
+    "ListDocumentsPageFunction": {("dynamodb:Query", "KnowledgeTable")}
+    | _page_step("bulk-index-documents"),
     # services/documents.index_documents_batch: batch_get, status updates (a get after a
     # conflict), embed, index.
     "IndexDocumentsBatchFunction": _grants(
@@ -234,9 +249,14 @@ CONTRACT: dict[str, set[Grant]] = {
     )
     | {("iam:PassRole", "SchedulerRole")},
     # runtime.finish_detached_run: the run (get, complete / retry / fail), its slot back,
-    # a retry's message to the bulk task's queue or the dead-lettered one to its DLQ.
+    # a retry's message to the bulk task's queue or the dead-lettered one to its DLQ;
+    # services/fanout.finish_bulk_run: a failure report looks up the execution's successor.
     "FinishBulkRunFunction": _grants(("dynamodb:GetItem", "dynamodb:UpdateItem"), ["RunsTable"])
     | {("dynamodb:UpdateItem", "ConcurrencyTable")}
+    | _grants(
+        ("states:DescribeExecution",),
+        ["execution:crmjobs-bulk-score-leads:*", "execution:crmjobs-bulk-index-documents:*"],
+    )
     | _grants(
         ("sqs:SendMessage",),
         [
