@@ -29,6 +29,7 @@ def test_a_run_canceled_while_it_executes_ends_canceled_without_retry(stack, wor
         seen.append(context.cancel_requested())
         ledger.request_cancel(ledger.get(context.run_id))  # a user cancels meanwhile
         seen.append(context.cancel_requested())
+        assert client.retrieve(context.run_id).cancelRequested
         raise RunCanceled("canceled between prospects")
 
     run = client.trigger("score-lead", {"workspaceId": workspace.id, "prospectId": "p-1"})

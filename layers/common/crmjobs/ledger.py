@@ -66,6 +66,8 @@ class RunView(BaseModel):
     finishedAt: str | None = None
     #: The state machine execution of a bulk run's current attempt.
     execution: str | None = None
+    #: Someone asked the executing run to stop; it ends CANCELED at its next check.
+    cancelRequested: bool = False
     #: True when a trigger's idempotency key returned this earlier run instead of a new one.
     deduplicated: bool = False
 
@@ -91,6 +93,7 @@ class RunView(BaseModel):
             startedAt=run.started_at,
             finishedAt=run.finished_at,
             execution=run.execution,
+            cancelRequested=bool(run.cancel_requested),
             deduplicated=deduplicated,
         )
 
