@@ -120,10 +120,12 @@ def _task_runtime(prefix: str) -> set[Grant]:
         | {("dynamodb:GetItem", "WorkspacesTable")}
         # concurrency._prepare (get, create), _take and release (update)
         | _grants(DDB_READ_WRITE, ["ConcurrencyTable"])
-        # Powertools DynamoDBPersistenceLayer: put in progress, get, update result,
-        # delete the record when the service raises; a keyed plain message's trigger key
-        # (create_once: PutItem in TransactWriteItems, GetItem on a repeat)
-        | _grants((*DDB_READ_WRITE, "dynamodb:DeleteItem"), ["IdempotencyTable"])
+        # trigger keys, a keyed plain message's and those of the runs a service triggers
+        # (create_once: PutItem in TransactWriteItems, GetItem on a repeat; client:
+        # DeleteItem to release the key of a run that could not be enqueued)
+        | _grants(
+            ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"), ["IdempotencyTable"]
+        )
         # Lambda's event source mapping: receive, delete, read the queue's attributes
         | _grants(
             ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"),

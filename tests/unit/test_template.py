@@ -252,8 +252,9 @@ def test_task_functions_run_with_their_tasks_role(template: Template):
             assert _grants(policies, action, queue_arn), (logical_id, action)
         dead_letter_arn = _get_att(f"{task.resource_prefix}DeadLetterQueue", "Arn")
         assert _grants(policies, "sqs:SendMessage", dead_letter_arn), logical_id
-        for table in ("RunsTable", "IdempotencyTable", "ConcurrencyTable"):
+        for table in ("RunsTable", "ConcurrencyTable"):
             assert _grants(policies, "dynamodb:UpdateItem", _get_att(table, "Arn")), logical_id
+        assert _grants(policies, "dynamodb:PutItem", _get_att("IdempotencyTable", "Arn"))
 
 
 def test_functions_with_a_written_role_wait_for_its_policies(template: Template):
