@@ -31,8 +31,9 @@ from crmjobs import client, ledger
 from crmjobs.errors import InvalidInput, NotFound
 from crmjobs.ledger import RunStatus
 from crmjobs.schemas import payload_schema
+from crmjobs.services import dead_letters
 from crmjobs.tasks import SYSTEM_WORKSPACE, TASKS, UnknownTask
-from crmjobs_local.dashboard import dead_letters, schedules
+from crmjobs_local.dashboard import schedules
 from crmjobs_local.dashboard.runs import RunFilter, list_runs_page
 from crmjobs_local.http_api import InvalidToken, LocalJwtAuthorizer
 
@@ -324,7 +325,9 @@ def create_app(
     @app.post("/dead-letters/<task>/redrive")
     def redrive(task: str):
         outcome = dead_letters.redrive(task, viewer())
-        query = urlencode({"redriven": len(outcome), "task": task})
+        query = urlencode(
+            {"redriven": len(outcome.redriven), "kept": len(outcome.kept), "task": task}
+        )
         return redirect(f"{url_for('dead_letter_queues')}?{query}", code=303)
 
     # ------------------------------------------------------------------ schedules

@@ -4,7 +4,7 @@ The ledger's `list_runs` returns the first N runs; the dashboard also pages (a c
 DynamoDB's LastEvaluatedKey, base64url JSON) and filters by creation time (a key
 condition on the indexes' `createdAt` sort key). Every read is a Query of the workspace's
 partition of a runs index, never a scan: one request per page unless a filter (a tag, or
-a status next to a task) leaves a page short and the query reads on.
+a status next to a task) leaves a read short of a page and the query reads on.
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ from crmjobs.models.runs import RunsByWorkspace, RunsByWorkspaceStatus, RunsByWo
 from crmjobs.tasks import get_task
 
 MAX_PAGE_SIZE = 200
+#: Items read per request when a filter may drop some: DynamoDB applies Limit before the
+#: filter, so reading a page's worth at a time would take a request per few matches.
+FILTERED_READ_SIZE = 200
 
 
 @dataclass(frozen=True)
@@ -121,7 +124,7 @@ def list_runs_page(filters: RunFilter, *, cursor: str | None = None, limit: int 
         limit=limit,
         # One more than a page: when the page ends inside what was read, the cursor is its
         # last run's key, and a last page has no cursor.
-        page_size=limit + 1,
+        page_size=limit + 1 if filter_condition is None else max(limit + 1, FILTERED_READ_SIZE),
         last_evaluated_key=(
             _decode_cursor(cursor, partition.attr_name, hash_key) if cursor else None
         ),
