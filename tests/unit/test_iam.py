@@ -113,10 +113,11 @@ DDB_READ_WRITE = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
 def _task_runtime(prefix: str) -> set[Grant]:
     """runtime.py, ledger.py, concurrency.py: what every SQS-fed task function does."""
     return (
-        # ledger.get, ensure_plain_message_run / create_once, transitions (start_attempt,
-        # detach, complete, fail, retry_later)
+        # ledger.get and cancel_requested, ensure_plain_message_run / create_once,
+        # transitions (start_attempt, detach, complete, record_failed, record_canceled,
+        # retry_later)
         _grants(DDB_READ_WRITE, ["RunsTable"])
-        # concurrency.limit_for: Workspace.get (the tier)
+        # stores/workspaces.concurrency_limit: Workspace.get (the tier, cached briefly)
         | {("dynamodb:GetItem", "WorkspacesTable")}
         # concurrency._prepare (get, create), _take and release (update)
         | _grants(DDB_READ_WRITE, ["ConcurrencyTable"])
@@ -131,7 +132,8 @@ def _task_runtime(prefix: str) -> set[Grant]:
             ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"),
             [f"{prefix}Queue"],
         )
-        # _retry: backoff; _requeue: wait for a slot; _dead_letter: after the last attempt
+        # queues.hide: backoff; _send_back_to_wait: wait for a slot; _dead_letter_run: after
+        # the last attempt
         | {
             ("sqs:ChangeMessageVisibility", f"{prefix}Queue"),
             ("sqs:SendMessage", f"{prefix}Queue"),
