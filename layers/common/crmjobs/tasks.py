@@ -30,11 +30,6 @@ class TaskSpec:
         return self.attempts + 1
 
     @property
-    def env_suffix(self) -> str:
-        """`score-lead` -> `SCORE_LEAD`, as used in QUEUE_URL_* / DLQ_URL_* variables."""
-        return self.name.upper().replace("-", "_")
-
-    @property
     def resource_prefix(self) -> str:
         """`score-lead` -> `ScoreLead`, the logical-id prefix in template.yaml."""
         return "".join(part.capitalize() for part in self.name.split("-"))
