@@ -17,7 +17,7 @@ from typing import Any
 from rich.console import Console
 
 from crmjobs.tasks import TASKS
-from crmjobs_local.cli import rendering
+from crmjobs_local.cli import rendering, web
 from crmjobs_local.cli.errors import CliError
 from crmjobs_local.cli.targets import (
     QUIET_SETTINGS,
@@ -75,6 +75,7 @@ def cmd_dev(args: argparse.Namespace, console: Console) -> int:
     runtime = LocalRuntime(
         template,
         data_dir=data_dir,
+        parameters=web.runtime_parameters(args),
         on_invoke=lambda function, outcome: rendering.batch_line(console, function, outcome),
         on_fire=lambda record: rendering.fire_line(console, record),
     )
@@ -84,6 +85,7 @@ def cmd_dev(args: argparse.Namespace, console: Console) -> int:
         for number in (signal.SIGINT, signal.SIGTERM)
     }
     endpoint_path: Path | None = None
+    servers: list[Any] = []
     try:
         with console.status("provisioning template.yaml into moto"):
             runtime.start()
@@ -103,6 +105,7 @@ def cmd_dev(args: argparse.Namespace, console: Console) -> int:
                 console.print(f"  {missing}")
         outbox = Outbox(runtime.data_dir / "outbox")
         runtime.serve()
+        servers = web.serve_dev(runtime, args, console)
         console.print("polling queues, streams and schedules; Ctrl-C stops")
         while True:
             time.sleep(1)
@@ -115,6 +118,8 @@ def cmd_dev(args: argparse.Namespace, console: Console) -> int:
             signal.signal(number, handler)
         if endpoint_path is not None:
             endpoint_path.unlink(missing_ok=True)
+        for server in servers:
+            server.stop()
         runtime.stop()
     return 0
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from crmjobs.tasks import TASKS
-from crmjobs_local.cli import commands
+from crmjobs_local.cli import commands, web
 
 
 def _add_local_options(parser: argparse.ArgumentParser) -> None:
@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     dev = subcommands.add_parser("dev", help="run the whole app locally until Ctrl-C")
     _add_local_options(dev)
+    web.add_dev_options(dev)
     dev.set_defaults(run=commands.cmd_dev)
 
     demo = subcommands.add_parser("demo", help="seed a demo CRM and run every built task")
@@ -119,4 +120,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_local_options(fire)
     fire.add_argument("schedule", metavar="SCHEDULE", help="logical id or schedule name")
     fire.set_defaults(run=commands.cmd_fire)
+
+    web.add_commands(subcommands, target)
     return parser
