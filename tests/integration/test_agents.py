@@ -31,7 +31,6 @@ from crmjobs.services import agents as agent_service
 from crmjobs.stores import executions as execution_store
 from crmjobs.stores.executions import hour_of, iso
 
-
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -181,10 +180,10 @@ def test_an_execution_completes_with_its_record_transcript_and_stats(stack, work
 @pytest.mark.parametrize(
     ("crash_in", "tool_runs"),
     [
-        # The lead is written, then the attempt dies before the call is recorded as done:
-        # the retry runs the call again, which finds the lead it created (same id) and
-        # the scoring run it triggered (same idempotency key).
-        ("finish_tool_call", 2),
+        # The lead is written, then the attempt dies before the call is recorded: the
+        # retry runs the call again, which finds the lead it created (same id) and the
+        # scoring run it triggered (same idempotency key).
+        ("record_tool_call", 2),
         # The call is recorded as done, then the attempt dies before the round's reply
         # is saved: the retry reuses the recorded result without running the tool.
         ("save_reply", 1),

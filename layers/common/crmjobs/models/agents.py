@@ -148,8 +148,8 @@ class ExecutionRound(Model):
 
 
 class ToolCallRecord(Model):
-    """One tool call of an execution, keyed (workspaceId#executionId, tool#toolUseId): a
-    retry finds a completed call and reuses its result instead of running it again."""
+    """One tool call of an execution that ran, keyed (workspaceId#executionId,
+    tool#toolUseId): a retry finds it and reuses its result instead of running it again."""
 
     Meta = table_meta("EXECUTION_STEPS_TABLE")
 
@@ -159,13 +159,12 @@ class ToolCallRecord(Model):
     round_number = NumberAttribute(attr_name="round")
     name = UnicodeAttribute()
     input = JSONAttribute(null=True)
-    #: started, success or error
-    status = UnicodeAttribute(default="started")
+    #: success or error (what the model got back)
+    status = UnicodeAttribute()
     result = JSONAttribute(null=True)
     error = UnicodeAttribute(null=True)
-    duration_ms = NumberAttribute(null=True, attr_name="durationMs")
-    started_at = UTCDateTimeAttribute(default=utcnow, attr_name="startedAt")
-    completed_at = UTCDateTimeAttribute(null=True, attr_name="completedAt")
+    duration_ms = NumberAttribute(attr_name="durationMs")
+    completed_at = UTCDateTimeAttribute(attr_name="completedAt")
 
     PREFIX = "tool#"
 

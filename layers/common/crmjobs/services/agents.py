@@ -58,13 +58,14 @@ def execute_agent(payload: ExecuteAgentPayload, context: RunContext) -> dict[str
     agent = agent_store.get(payload.workspaceId, payload.agentId)
     execution_id = execution_id_for(context.run_id)
     execution = store.find(payload.workspaceId, execution_id)
+    resumed = execution is not None
     if execution is None:
-        execution = _start(agent, payload, context, execution_id)
+        execution, resumed = _start(agent, payload, context, execution_id)
     elif execution.status != "running":
         return _finished_already(execution)
     model = get_chat_model(execution.plan.get("model"))
     try:
-        return AgentLoop(agent, execution, model, context).run()
+        return AgentLoop(agent, execution, model, context, resumed=resumed).run()
     except PermanentError:
         raise
     except Exception as exc:
@@ -75,9 +76,9 @@ def execute_agent(payload: ExecuteAgentPayload, context: RunContext) -> dict[str
 
 def _start(
     agent: Agent, payload: ExecuteAgentPayload, context: RunContext, execution_id: str
-) -> AgentExecution:
-    """A new execution, recorded as running with its plan; an inactive agent fails at once
-    (a test run may skip that check)."""
+) -> tuple[AgentExecution, bool]:
+    """A new execution, recorded as running with its plan (and False: nothing saved yet);
+    an inactive agent fails at once (a test run may skip that check)."""
     if not payload.testRun and agent.status != "active":
         raise InvalidInput(f"agent {agent.id} is {agent.status}, not active")
     agent_config = rules.parse_config(agent.config)
@@ -114,8 +115,8 @@ def _start(
     try:
         store.create_running(execution, started)
     except Conflict:
-        return store.find(payload.workspaceId, execution_id)  # a concurrent start won
-    return execution
+        return store.find(payload.workspaceId, execution_id), True  # a concurrent start won
+    return execution, False
 
 
 def _finished_already(execution: AgentExecution) -> dict[str, Any]:
@@ -167,7 +168,13 @@ def _as_round(saved: ExecutionRound) -> rules.Round:
 
 class AgentLoop:
     def __init__(
-        self, agent: Agent, execution: AgentExecution, model: ChatModel, context: RunContext
+        self,
+        agent: Agent,
+        execution: AgentExecution,
+        model: ChatModel,
+        context: RunContext,
+        *,
+        resumed: bool,
     ) -> None:
         self.agent = agent
         self.execution = execution
@@ -178,8 +185,9 @@ class AgentLoop:
             ToolSpec(name, TOOLS[name].description, TOOLS[name].input_schema)
             for name in self.plan["tools"]
         ]
-        self.saved = store.rounds_of(execution)
-        self.calls = store.tool_calls_of(execution)
+        # What earlier attempts saved (a new execution has nothing to read).
+        self.saved = store.rounds_of(execution) if resumed else []
+        self.calls = store.tool_calls_of(execution) if resumed else {}
 
     @property
     def rounds(self) -> list[rules.Round]:
@@ -284,21 +292,16 @@ class AgentLoop:
             return rules.tool_result_block(
                 call.tool_use_id, "error", f"toolUseId {call.tool_use_id} was used before"
             )
-        if record is None or record.status == "started":
-            try:
-                record = store.start_tool_call(
-                    self.execution, round_number, call.tool_use_id, call.name, call.input
-                )
-            except Conflict:
-                record = store.tool_calls_of(self.execution)[call.tool_use_id]
-            else:
-                self._run(record, call)
+        if record is None:
+            record = self._run(call, round_number)
             self.calls[call.tool_use_id] = record
         if record.status == "success":
             return rules.tool_result_block(call.tool_use_id, "success", record.result)
         return rules.tool_result_block(call.tool_use_id, "error", record.error)
 
-    def _run(self, record: ToolCallRecord, call: rules.ToolCall) -> None:
+    def _run(self, call: rules.ToolCall, round_number: int) -> ToolCallRecord:
+        """Run the call and record what it gave (a call recorded meanwhile by another
+        delivery is taken as recorded)."""
         tool_context = ToolContext(
             workspace_id=self.execution.workspace_id,
             agent_id=self.execution.agent_id,
@@ -315,9 +318,21 @@ class AgentLoop:
             status, result, error = "error", None, str(exc) or type(exc).__name__
         else:
             status, error = "success", None
-        elapsed = int((time.monotonic() - started) * 1000)
-        store.finish_tool_call(record, status, _now(), elapsed, result=result, error=error)
-        record.status, record.result, record.error = status, result, error
+        try:
+            return store.record_tool_call(
+                self.execution,
+                round_number,
+                call.tool_use_id,
+                call.name,
+                call.input,
+                status=status,
+                duration_ms=int((time.monotonic() - started) * 1000),
+                now=_now(),
+                result=result,
+                error=error,
+            )
+        except Conflict:
+            return store.tool_calls_of(self.execution)[call.tool_use_id]
 
     # --- the end ----------------------------------------------------------------------------
 

@@ -170,45 +170,37 @@ def tool_calls_of(execution: AgentExecution) -> dict[str, ToolCallRecord]:
     }
 
 
-def start_tool_call(
-    execution: AgentExecution, round_number: int, tool_use_id: str, name: str, tool_input: Any
+def record_tool_call(
+    execution: AgentExecution,
+    round_number: int,
+    call_id: str,
+    name: str,
+    tool_input: Any,
+    *,
+    status: str,
+    duration_ms: int,
+    now: datetime,
+    result: Any = None,
+    error: str | None = None,
 ) -> ToolCallRecord:
-    """Record that a call starts (again, after a crash during it: its tool is idempotent by
-    its toolUseId); Conflict when it completed already."""
+    """Record a call that ran (after it ran: a crash before this write runs it again, and
+    the tools are idempotent by toolUseId); Conflict when it was recorded already."""
     record = ToolCallRecord(
         execution_key(execution),
-        ToolCallRecord.step_of(tool_use_id),
-        tool_use_id=tool_use_id,
+        ToolCallRecord.step_of(call_id),
+        tool_use_id=call_id,
         round_number=round_number,
         name=name,
         input=tool_input,
+        status=status,
+        result=result,
+        error=error,
+        duration_ms=duration_ms,
+        completed_at=now,
     )
-    with conflict_on_failed_condition(f"tool call {tool_use_id} completed already"):
-        record.save(
-            condition=ToolCallRecord.step.does_not_exist() | (ToolCallRecord.status == "started")
-        )
+    with conflict_on_failed_condition(f"tool call {call_id} is recorded already"):
+        record.save(condition=ToolCallRecord.step.does_not_exist())
     return record
-
-
-def finish_tool_call(
-    record: ToolCallRecord,
-    status: str,
-    now: datetime,
-    duration_ms: int,
-    *,
-    result: Any = None,
-    error: str | None = None,
-) -> None:
-    actions = [
-        ToolCallRecord.status.set(status),
-        ToolCallRecord.completed_at.set(now),
-        ToolCallRecord.duration_ms.set(duration_ms),
-    ]
-    if result is not None:
-        actions.append(ToolCallRecord.result.set(result))
-    if error is not None:
-        actions.append(ToolCallRecord.error.set(error))
-    record.update(actions=actions)
 
 
 # --- health check queries --------------------------------------------------------------
@@ -216,9 +208,7 @@ def finish_tool_call(
 
 def running_started_before(cutoff: datetime) -> Iterator[AgentExecution]:
     """Running executions that started before `cutoff` (the sparse running index)."""
-    return AgentExecution.running.query(
-        RUNNING_SHARD, AgentExecution.started_at < iso(cutoff)
-    )
+    return AgentExecution.running.query(RUNNING_SHARD, AgentExecution.started_at < iso(cutoff))
 
 
 def started_since(since: datetime, until: datetime) -> Iterator[AgentExecution]:
