@@ -64,6 +64,7 @@ validate: sam-venv
 
 build: sam-venv
 	$(SAM_BUILD_ENV) $(SAM) build
+	$(PYTHON) scripts/layer_size.py .aws-sam/build/CommonLayer
 
 test: venv
 	$(VENV)/bin/pytest -q
