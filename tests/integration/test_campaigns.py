@@ -48,8 +48,25 @@ def mailer(monkeypatch):
     return faulty
 
 
-class LambdaCrash(BaseException):
-    """Ends the batch like a crash of its Lambda: nothing after the send call runs."""
+class LambdaCrash(Exception):
+    """A batch's Lambda dying between its send calls and the write after them."""
+
+
+@pytest.fixture
+def crash_on_record(monkeypatch):
+    """crash_on_record(n): the n-th write of a chunk's outcomes never happens (its sends
+    were made); the batch fails and Step Functions retries it."""
+    calls = {"count": 0, "at": None}
+    real_record = campaign_sending._Batch._record
+
+    def record(self, results):
+        calls["count"] += 1
+        if calls["count"] == calls["at"]:
+            raise LambdaCrash(f"crashed with {len(results)} sends unrecorded")
+        return real_record(self, results)
+
+    monkeypatch.setattr(campaign_sending._Batch, "_record", record)
+    return lambda n: calls.__setitem__("at", n)
 
 
 class FaultyMailer(SesMailer):
@@ -59,7 +76,6 @@ class FaultyMailer(SesMailer):
         self.throttle_rate = 0.0
         self.unavailable_rate = 0.0
         self.unknown_rate = 0.0
-        self.crash_after: int | None = None
         self.on_send = None
         self.sends = 0
         self.faults: Counter[str] = Counter()
@@ -69,7 +85,6 @@ class FaultyMailer(SesMailer):
         with self._lock:
             roll = self.rng.random()
             self.sends += 1
-            crash = self.crash_after is not None and self.sends == self.crash_after
         if roll < self.throttle_rate:
             self.faults["throttled"] += 1
             raise SendThrottled("TooManyRequestsException: Maximum sending rate exceeded.")
@@ -82,9 +97,6 @@ class FaultyMailer(SesMailer):
         if roll < self.unknown_rate:  # sent, but the answer was lost
             self.faults["unknown"] += 1
             raise SendOutcomeUnknown("ReadTimeoutError: no answer")
-        if crash:
-            self.faults["crash"] += 1
-            raise LambdaCrash("the batch's Lambda died after a send")
         if self.on_send is not None:
             self.on_send(email)
         return message_id
@@ -184,3 +196,182 @@ def test_sends_to_the_audience_once_with_exclusions(local_stack, mailer):
     again = _send(ws, campaign.id)
     assert again.status == "COMPLETED" and again.output["skipped"]
     assert _mail_per_address(domain) == mail
+
+
+def test_exactly_once_under_faults(local_stack, mailer, crash_on_record):
+    """2,000 recipients; SES throttles and is unavailable now and then, some answers are
+    lost after the mail went out, a batch's Lambda dies after a send; the send message is
+    delivered twice and a second run is triggered: no address is mailed twice, every
+    recipient ends final, the counters equal the ledger."""
+    ws = _workspace()
+    domain = f"{ws}.example.com"
+    addresses = _prospects(ws, 2000)
+    campaign = _campaign(ws)
+    mailer.throttle_rate, mailer.unavailable_rate, mailer.unknown_rate = 0.03, 0.02, 0.01
+    crash_on_record(70)
+
+    first = client.trigger("send-campaign", {"workspaceId": ws, "campaignId": campaign.id})
+    # The same message again (SQS delivers at least once), and another run meanwhile.
+    duplicate = client.trigger(
+        "send-campaign", {"workspaceId": ws, "campaignId": campaign.id}, idempotency_key="k"
+    )
+    repeat = client.trigger(
+        "send-campaign", {"workspaceId": ws, "campaignId": campaign.id}, idempotency_key="k"
+    )
+    assert repeat.id == duplicate.id and repeat.deduplicated
+    finished = client.wait(first.id, timeout=600)
+    other = client.wait(duplicate.id, timeout=120)
+
+    assert finished.status == "COMPLETED", finished.error
+    assert other.status == "COMPLETED" and "skipped" in other.output, other.output
+    rows = _ledger(ws, campaign.id)
+    statuses = Counter(row.status for row in rows)
+    assert len(rows) == 2000 and set(statuses) <= {"sent", "unconfirmed"}, statuses
+    mail = _mail_per_address(domain)
+    assert max(mail.values()) == 1  # nobody mailed twice
+    assert set(mail) <= set(addresses)
+    for row in rows:  # a sent recipient got its mail; an unconfirmed one at most once
+        assert mail[row.email] == 1 if row.status == "sent" else mail[row.email] <= 1
+    # unknown answers, plus the crashed chunk's sends (at most CHUNK of them)
+    unconfirmed = statuses["unconfirmed"] - mailer.faults["unknown"]
+    assert 0 < unconfirmed <= campaign_sending.CHUNK
+    assert mailer.faults["throttled"] > 0 and mailer.faults["unavailable"] > 0
+    counters = _assert_counters_match_ledger(ws, campaign.id)
+    assert Campaign.get(ws, campaign.id).status == "completed"
+    print(f"\nfault test: {dict(statuses)}, faults {dict(mailer.faults)}, counters {counters}")
+
+
+def test_pause_mid_send_then_resume(local_stack, mailer):
+    ws = _workspace()
+    domain = f"{ws}.example.com"
+    addresses = _prospects(ws, 300)
+    campaign = _campaign(ws)
+    mailer.max_rate_override = 60.0
+    paused = threading.Event()
+
+    def pause_after_some(email):
+        if mailer.sends == 60 and not paused.is_set():
+            paused.set()
+            Campaign(ws, campaign.id).update(actions=[Campaign.status.set("paused")])
+
+    mailer.on_send = pause_after_some
+    run = _send(ws, campaign.id)
+    assert run.status == "COMPLETED" and run.output["status"] == "paused", run.output
+    mid = _assert_counters_match_ledger(ws, campaign.id)
+    assert 60 <= mid["sent"] < 300 and mid["pending"] == 300 - mid["sent"]
+    sent_before = set(_mail_per_address(domain))
+    assert Campaign.get(ws, campaign.id).sending_run is None
+
+    mailer.on_send = None
+    mailer.max_rate_override = 400.0
+    resumed = _send(ws, campaign.id)
+    assert resumed.status == "COMPLETED" and resumed.output["status"] == "completed"
+    mail = _mail_per_address(domain)
+    assert set(mail) == set(addresses) and set(mail.values()) == {1}
+    assert sent_before < set(mail)
+    assert _assert_counters_match_ledger(ws, campaign.id)["sent"] == 300
+
+
+def test_ses_stopping_pauses_with_the_reason(local_stack, mailer, monkeypatch):
+    from crmjobs.adapters.mailer import SendingStopped
+
+    ws = _workspace()
+    _prospects(ws, 40)
+    campaign = _campaign(ws)
+    real_send = SesMailer.send
+
+    def quota_after_ten(self, email):
+        if self.sends >= 10:
+            raise SendingStopped("TooManyRequestsException: Daily message quota exceeded.")
+        self.sends += 1
+        return real_send(self, email)
+
+    monkeypatch.setattr(FaultyMailer, "send", quota_after_ten)
+    run = _send(ws, campaign.id)
+    stored = Campaign.get(ws, campaign.id)
+    assert run.status == "COMPLETED" and stored.status == "paused"
+    assert "Daily message quota" in stored.last_error
+    counters = _assert_counters_match_ledger(ws, campaign.id)
+    assert counters["sent"] == 10 and counters["pending"] == 30
+
+
+def test_content_errors_send_it_back_to_draft(local_stack, mailer):
+    ws = _workspace()
+    _prospects(ws, 3)
+    for fields, error in [
+        ({"audience": "vip_leads"}, "unknown audience"),
+        ({"subject": ""}, "no subject"),
+        ({"body": "Hi {{nickname}}"}, "{{nickname}}"),
+    ]:
+        audience = fields.pop("audience", "all_leads")
+        campaign = _campaign(ws, audience, **fields)
+        run = _send(ws, campaign.id)
+        assert run.status == "FAILED" and error in run.error["message"]
+        stored = Campaign.get(ws, campaign.id)
+        assert stored.status == "draft" and error in stored.last_error
+    empty = _campaign(_workspace())
+    run = _send(empty.workspace_id, empty.id)
+    assert run.output["status"] == "draft" and run.output["lastError"] == "no recipients"
+    assert sum(_mail_per_address(f"{ws}.example.com").values()) == 0
+
+
+def test_a_campaign_reaches_its_own_workspace_only(local_stack, mailer):
+    ws, other = _workspace(), _workspace("-b")
+    shared = "shared.example.com"
+    _prospects(ws, 5, domain=shared)
+    _prospects(other, 5, domain=shared, start=100)
+    Contact(workspace_id=other, id="ct-1", email=f"contact@{shared}").save()
+    campaign = _campaign(ws)
+    assert _send(ws, campaign.id).status == "COMPLETED"
+    mail = _mail_per_address(shared)
+    assert set(mail) == {f"lead{n}@{shared}" for n in range(5)}
+    # The other workspace's id of the same campaign is not found.
+    run = _send(other, campaign.id)
+    assert run.status == "FAILED" and run.error["type"] == "NotFound"
+
+
+def test_schedules_are_replaced_and_stale_firings_do_nothing(local_stack, mailer):
+    from crmjobs.services.campaigns import schedule_name
+
+    ws = _workspace()
+    domain = f"{ws}.example.com"
+    _prospects(ws, 4)
+    campaign = _campaign(ws)
+    scheduler = local_stack.scheduler
+    group = os.environ["SCHEDULE_GROUP_NAME"]
+    later = (datetime.now(UTC) + timedelta(hours=2)).replace(microsecond=0)
+    sooner = later - timedelta(hours=1)
+
+    def schedule(at):
+        run = client.trigger("schedule-campaign", {"workspaceId": ws, "campaignId": campaign.id,
+                                                   "scheduledFor": at.isoformat()})
+        return client.wait(run.id, timeout=60)
+
+    assert schedule(later).status == "COMPLETED"
+    assert schedule(sooner).status == "COMPLETED"  # rescheduled: replaces the schedule
+    from crmjobs.adapters.aws import client as aws_client
+
+    found = aws_client("scheduler").get_schedule(Name=schedule_name(ws, campaign.id),
+                                                 GroupName=group)
+    assert found["ScheduleExpression"] == f"at({sooner.strftime('%Y-%m-%dT%H:%M:%S')})"
+    stored = Campaign.get(ws, campaign.id)
+    assert stored.status == "scheduled" and stored.scheduled_for == sooner
+
+    stale = _send(ws, campaign.id, scheduledFor=later.isoformat())  # the old schedule, late
+    assert "no longer scheduled" in stale.output["skipped"]
+    assert sum(_mail_per_address(domain).values()) == 0
+
+    record = scheduler.fire_now(schedule_name(ws, campaign.id), group)
+    assert record is not None
+    deadline = datetime.now(UTC) + timedelta(seconds=90)
+    while Campaign.get(ws, campaign.id).status != "completed":
+        assert datetime.now(UTC) < deadline, Campaign.get(ws, campaign.id).status
+        threading.Event().wait(0.5)
+    assert sum(_mail_per_address(domain).values()) == 4
+
+    # A time in the past sends at once.
+    past = _campaign(ws)
+    run = client.trigger("schedule-campaign", {"workspaceId": ws, "campaignId": past.id,
+                                               "scheduledFor": "2020-01-01T00:00:00+00:00"})
+    output = client.wait(run.id, timeout=60).output
+    assert client.wait(output["sendRun"], timeout=120).output["status"] == "completed"

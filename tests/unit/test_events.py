@@ -26,11 +26,12 @@ from aws_lambda_powertools.utilities.parser.models import (
 )
 
 from crmjobs import api, client
+from crmjobs.domain.feedback import parse_ses_event
 from crmjobs.schemas import parse_payload
 from crmjobs.services import campaign_sending
 from crmjobs.services.fanout import BatchInput, FinishInput, PageStep
 from crmjobs.tasks import TASKS
-from crmjobs_local.context import LambdaContext
+from crmjobs_local.context import LambdaContext, load_handler
 from crmjobs_local.template import DynamoDbStreamEventSource, SqsEventSource, Template
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -91,8 +92,10 @@ def _trigger_of(function_dir: str) -> tuple[str, Any]:
         if Path(function.code_uri).name == function_dir
     ]
     for source in function.events:
-        if isinstance(source, SqsEventSource):
+        if isinstance(source, SqsEventSource) and source.queue_logical_id in TASK_BY_QUEUE:
             return "sqs", TASK_BY_QUEUE[source.queue_logical_id]
+        if isinstance(source, SqsEventSource):
+            return "queue", source.queue_logical_id
         if isinstance(source, DynamoDbStreamEventSource):
             events = function.properties["Events"]
             [properties] = [e["Properties"] for e in events.values() if e["Type"] == "DynamoDB"]
@@ -206,8 +209,22 @@ def client_calls(monkeypatch) -> list[tuple[str, tuple, dict]]:
     return calls
 
 
+@pytest.mark.parametrize(("event_file", "queue"), _cases("queue"), ids=_case_id)
+def test_feedback_event_is_an_sqs_record_of_a_tagged_ses_event(event_file, queue):
+    event = _load(event_file)
+    SqsModel.model_validate(event)
+    assert queue == "CampaignFeedbackQueue"
+    for record in SQSEvent(event).records:
+        assert record.md5_of_body == hashlib.md5(record.body.encode()).hexdigest()
+        parsed = parse_ses_event(json.loads(record.body)["detail"])
+        assert parsed is not None and parsed.addresses, "its tags name no recipient"
+
+
 @pytest.mark.parametrize(("event_file", "version"), _cases("http"), ids=_case_id)
-def test_http_event_resolves_a_route_of_the_api(event_file, version, client_calls):
+def test_http_event_resolves_a_route_of_the_api(event_file, version, client_calls, monkeypatch):
+    if _owner(event_file) == "unsubscribe":
+        _unsubscribe_event_reaches_its_route(event_file, version, monkeypatch)
+        return
     event = _load(event_file)
     assert event["version"] == version
     APIGatewayProxyEventV2Model.model_validate(event)
@@ -228,3 +245,23 @@ def test_http_event_resolves_a_route_of_the_api(event_file, version, client_call
             assert args == (request.query_string_parameters["workspaceId"],)
     else:
         assert response["statusCode"] < 400, response["body"]
+
+
+def _unsubscribe_event_reaches_its_route(event_file: Path, version: str, monkeypatch) -> None:
+    """The unsubscribe route's samples carry a token not signed with the stack's key: the
+    handler answers 400 (and would change nothing)."""
+    from crmjobs.services import unsubscribe
+
+    event = _load(event_file)
+    assert event["version"] == version
+    APIGatewayProxyEventV2Model.model_validate(event)
+    monkeypatch.setattr(unsubscribe, "unsubscribe_key", lambda: b"k" * 32)
+    handler = load_handler(FUNCTIONS_DIR / "unsubscribe" / "app.py", "handler")
+    context = LambdaContext(
+        function_name="UnsubscribeFunction",
+        invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:UnsubscribeFunction",
+        memory_limit_in_mb=512,
+        timeout_seconds=10,
+    )
+    response = handler(event, context)
+    assert response["statusCode"] == 400 and "not valid" in response["body"]

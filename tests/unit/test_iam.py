@@ -385,6 +385,33 @@ CONTRACT: dict[str, set[Grant]] = {
         ],
     )
     | _grants(sorted(RESOURCELESS_ACTIONS - {"ses:GetAccount"}), ["*"]),
+    # services/feedback.record_event: its queue; an event's row flag and counter in one
+    # TransactWriteItems (UpdateItem on both), a suppression (conditional PutItem).
+    "CampaignFeedbackFunction": _grants(
+        ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"),
+        ["CampaignFeedbackQueue"],
+    )
+    | _grants(("dynamodb:UpdateItem",), ["DeliveriesTable", "CampaignsTable"])
+    | {("dynamodb:PutItem", "SuppressionsTable")},
+    # services/campaigns.cancel_stale_schedules: the campaigns table's stream, the
+    # campaign schedules deleted.
+    "CampaignStreamFunction": _grants(
+        ("dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"),
+        ["CampaignsTable/stream"],
+    )
+    | {
+        ("dynamodb:ListStreams", "CampaignsTable/stream/*"),
+        ("scheduler:DeleteSchedule", "schedule/ScheduleGroup/campaign-*"),
+        ("sqs:SendMessage", "CampaignStreamDeadLetterQueue"),
+    },
+    # services/unsubscribe: the link's key; opt out (get, conditional update), suppress
+    # (conditional put), the recipient's flag and the counter (TransactWriteItems).
+    "UnsubscribeFunction": {
+        ("secretsmanager:GetSecretValue", "UnsubscribeSigningSecret"),
+        ("dynamodb:PutItem", "SuppressionsTable"),
+    }
+    | _grants(("dynamodb:GetItem", "dynamodb:UpdateItem"), ["ProspectsTable", "ContactsTable"])
+    | _grants(("dynamodb:UpdateItem",), ["DeliveriesTable", "CampaignsTable"]),
     # Schedules (the nightly and hourly ones, and delayed runs) deliver to any task's queue.
     "SchedulerRole": _grants(
         ("sqs:SendMessage",), [f"{task.resource_prefix}Queue" for task in TASKS.values()]

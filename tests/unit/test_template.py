@@ -111,7 +111,7 @@ def _sqs_fed_functions(template: Template) -> list[tuple[str, Any, SqsEventSourc
     fed = []
     for logical_id, function in template.functions().items():
         for event in function.events:
-            if isinstance(event, SqsEventSource):
+            if isinstance(event, SqsEventSource) and event.queue_logical_id in TASK_BY_QUEUE:
                 fed.append((logical_id, function, event, TASK_BY_QUEUE[event.queue_logical_id]))
     return fed
 
@@ -172,8 +172,8 @@ def test_every_dead_letter_queue_raises_an_alarm(template: Template):
         if alarm["Namespace"] == "AWS/SQS"
     }
     dead_letter_queues = _dead_letter_queues(template)
-    # the tasks', the knowledge stream's and the campaign feedback's
-    assert len(dead_letter_queues) == len(TASKS) + 2
+    # the tasks', the knowledge stream's, the campaign feedback's and campaign stream's
+    assert len(dead_letter_queues) == len(TASKS) + 3
     for queue in sorted(dead_letter_queues):
         alarm = alarms_by_queue.get(queue)
         assert alarm is not None, f"{queue} has no alarm"

@@ -348,6 +348,8 @@ class _Batch:
                 if again:
                     self._back_off()
                     queue.extend(again)
+                else:
+                    self.throttles = 0
         finally:
             self._pool.shutdown(wait=True)
         return {**{k: int(v) for k, v in self.counts.items()}, "released": left,
@@ -370,8 +372,10 @@ class _Batch:
         self.stopped = CampaignStatus.PAUSED.value
 
     def _back_off(self) -> None:
+        """After a chunk with throttled sends: 0.25 s, doubling while chunks keep being
+        throttled, at most MAX_THROTTLE_BACKOFF_S, with jitter."""
         self.throttles += 1
-        delay = min(MAX_THROTTLE_BACKOFF_S, 0.5 * 2 ** (self.throttles - 1))
+        delay = min(MAX_THROTTLE_BACKOFF_S, 0.25 * 2 ** (self.throttles - 1))
         time.sleep(delay * random.uniform(0.8, 1.2))
 
 

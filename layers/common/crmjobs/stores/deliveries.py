@@ -27,7 +27,7 @@ from crmjobs import config
 from crmjobs.domain.audience import Person
 from crmjobs.domain.campaigns import RecipientStatus
 from crmjobs.errors import Conflict
-from crmjobs.models import Delivery
+from crmjobs.models import Campaign, Delivery
 from crmjobs.stores.dynamodb import CONDITION_FAILED, Page
 
 #: DynamoDB's limits: keys per BatchGetItem, actions per TransactWriteItems.
@@ -269,3 +269,63 @@ def create_claimed(delivery: Delivery) -> None:
 def find_direct(key: str) -> Delivery | None:
     """The row of a direct email's dedupe key, whatever its address."""
     return next(iter(Delivery.query(key, consistent_read=True, limit=1)), None)
+
+
+# --------------------------------------------------------------------------- feedback
+
+#: The counter an event or an unsubscribe moves -> the row's attribute that records it once.
+FLAGS = {
+    "delivered": Delivery.delivered_at,
+    "bounced": Delivery.bounced_at,
+    "complained": Delivery.complained_at,
+    "opened": Delivery.opened_at,
+    "clicked": Delivery.clicked_at,
+    "rejected": Delivery.rejected_at,
+    "unsubscribed": Delivery.unsubscribed_at,
+}
+
+
+def flag_once(
+    workspace_id: str,
+    campaign_id: str,
+    address: str,
+    counter: str,
+    at: datetime,
+    *,
+    message_id: str | None = None,
+    bounce_type: str | None = None,
+) -> bool:
+    """Record one event on the recipient's row and move the campaign's counter, in one
+    transaction: only if the row exists, carries this SES message id (when one is given)
+    and has no such event yet. False when nothing changed (a repeat, or not this row)."""
+    flag = FLAGS[counter]
+    condition = Delivery.email.exists() & flag.does_not_exist()
+    if message_id is not None:
+        condition &= Delivery.message_id == message_id
+    actions = [flag.set(at)]
+    if bounce_type:
+        actions.append(Delivery.bounce_type.set(bounce_type))
+    endpoint = config.env("AWS_ENDPOINT_URL_DYNAMODB") or config.env("AWS_ENDPOINT_URL")
+    for attempt in range(_TRANSACTION_TRIES):
+        try:
+            with TransactWrite(connection=_connection(config.region(), endpoint)) as tx:
+                tx.update(
+                    row(workspace_id, campaign_id, address),
+                    actions=actions,
+                    condition=condition,
+                    add_version_condition=False,
+                )
+                tx.update(
+                    Campaign(workspace_id, campaign_id),
+                    actions=[Campaign.counters[counter].add(1)],
+                    condition=Campaign.counters.exists(),
+                )
+        except TransactWriteError as exc:
+            if CONDITION_NOT_MET in _cancellation_codes(exc, 2):
+                return False
+            if attempt == _TRANSACTION_TRIES - 1:
+                raise
+            time.sleep(min(1.0, 0.02 * 2**attempt) * random.uniform(0.5, 1.0))
+            continue
+        return True
+    return False

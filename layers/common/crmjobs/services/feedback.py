@@ -1,0 +1,34 @@
+"""SES feedback: each event updates the recipient's row and the campaign's counters once
+(SES repeats events), and a permanent bounce or a complaint suppresses the address in the
+message's workspace. Matched by the message's tags and its SES message id, never by an
+address alone (the same address may be in several workspaces)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crmjobs.domain.feedback import SesEvent
+from crmjobs.domain.rendering import DIRECT_CAMPAIGN
+from crmjobs.models.base import utcnow
+from crmjobs.stores import deliveries, suppressions
+
+
+def record_event(event: SesEvent) -> dict[str, Any]:
+    """What the event changed: counted (rows whose counter moved) and suppressed."""
+    counted = suppressed = 0
+    for address in event.addresses:
+        if event.campaign_id != DIRECT_CAMPAIGN and event.counter is not None:
+            counted += deliveries.flag_once(
+                event.workspace_id,
+                event.campaign_id,
+                address,
+                event.counter,
+                utcnow(),
+                message_id=event.message_id,
+                bounce_type=event.bounce_type,
+            )
+        if event.suppression_reason is not None:
+            suppressed += suppressions.suppress(
+                event.workspace_id, address, event.suppression_reason
+            )
+    return {"counted": counted, "suppressed": suppressed}
