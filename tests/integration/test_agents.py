@@ -30,6 +30,7 @@ from crmjobs.services import agent_scheduling, agent_tools
 from crmjobs.services import agents as agent_service
 from crmjobs.stores import executions as execution_store
 from crmjobs.stores.executions import hour_of, iso
+from crmjobs_local import campaigns as local_campaigns
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,6 +50,7 @@ def local_stack(tmp_path_factory, script_file):
     with LocalRuntime(
         ROOT / "template.yaml", data_dir=data_dir, in_process=True, parameters=parameters
     ) as local:
+        local_campaigns.prepare()  # send_email's unsubscribe key and link
         # One run per poll, at once: the template's 1 s batching window would only wait.
         local.source_for_task("execute-agent").batching_window_s = 0
         yield local
@@ -468,6 +470,127 @@ def test_search_knowledge_finds_the_workspace_documents_only(stack, workspace, s
     [found] = execution.output["toolResults"]
     passages = [hit["passage"] for hit in found["result"]["results"]]
     assert passages and all("900 dollars" in passage for passage in passages)
+
+
+def test_crm_calendar_and_knowledge_tools_work_in_the_agent_workspace(
+    stack, workspace, script_file
+):
+    from crmjobs.models import Contact, KnowledgeItem
+
+    other = Workspace(id=f"ws-{uuid.uuid4().hex[:8]}", name="Other")
+    other.save()
+    Prospect(workspace_id=workspace.id, id="p-kim", name="Kim Park", company="Initech").save()
+    Prospect(workspace_id=other.id, id="p-far", name="Far Away").save()
+    Contact(workspace.id, "c-out", email="out@example.com", email_opt_out=True).save()
+    now = datetime.now(UTC)
+    soon, later = now + timedelta(days=1), now + timedelta(days=3)
+    Meeting(other.id, "m-theirs", title="Theirs", starts_at=iso(soon), ends_at=iso(soon)).save()
+    agent = _agent(workspace.id, capabilities=["crm", "email", "calendar", "knowledge"])
+    _script(
+        script_file,
+        _tools_turn(
+            _use("tu-stage", "update_lead_stage", prospectId="p-kim", stage="qualified"),
+            _use("tu-contact", "create_contact", email="Mo@Example.com", firstName="Mo"),
+            _use("tu-late", "schedule_meeting", title="Later", startsAt=later.isoformat()),
+            _use("tu-soon", "schedule_meeting", title="Soon", startsAt=soon.isoformat()),
+            _use("tu-past", "schedule_meeting", title="Past", startsAt=now.isoformat()),
+            _use(
+                "tu-far",
+                "schedule_meeting",
+                title="X",
+                startsAt=soon.isoformat(),
+                prospectId="p-far",
+            ),
+            _use("tu-doc", "create_document", title="Call notes", content="Kim wants two R5."),
+            _use(
+                "tu-draft",
+                "draft_email",
+                recipientType="contact",
+                recipientId="c-out",
+                subject="Hi",
+                body="Hello {{firstName}}",
+            ),
+        ),
+        _tools_turn(_use("tu-events", "get_upcoming_events", days=7)),
+        _answer("Done."),
+    )
+    run = _execute(stack, agent)
+    assert run.status == "COMPLETED", run.error
+    results = {r["toolUseId"]: r for r in _execution(run).output["toolResults"]}
+    stage = results["tu-stage"]["result"]
+    assert stage["previousStage"] == "new" and stage["stage"] == "qualified"
+    assert Prospect.get(workspace.id, "p-kim").stage == "qualified"
+    assert client.retrieve(stage["scoringRunId"]).payload["prospectId"] == "p-kim"
+    contact = Contact.get(workspace.id, results["tu-contact"]["result"]["contactId"])
+    assert contact.email == "mo@example.com" and contact.first_name == "Mo"
+    assert "not in the future" in results["tu-past"]["error"]
+    assert results["tu-far"]["error"] == "prospect not found"
+    item = KnowledgeItem.get(workspace.id, results["tu-doc"]["result"]["itemId"])
+    assert item.status == "processing" and item.content == "Kim wants two R5."
+    indexing = client.retrieve(results["tu-doc"]["result"]["indexingRunId"])
+    assert indexing.task == "index-document" and indexing.payload["itemId"] == item.id
+    draft = results["tu-draft"]["result"]
+    assert draft["canSend"] is False and draft["cannotSendBecause"] == "opted out"
+    listed = [m["title"] for m in results["tu-events"]["result"]["meetings"]]
+    assert listed == ["Soon", "Later"]  # soonest first, this workspace's only
+
+
+def _sent_to(address):
+    from moto.ses.models import ses_backends
+
+    return [
+        message
+        for message in ses_backends["123456789012"]["us-east-1"].sent_messages
+        if address in (getattr(message, "destinations", None) or [])
+        or address in str(getattr(message, "raw_data", ""))
+    ]
+
+
+def test_send_email_respects_opt_outs_and_mails_once_across_a_retry(
+    stack, workspace, script_file, monkeypatch, fast_retries
+):
+    from crmjobs.models import Contact
+
+    other = Workspace(id=f"ws-{uuid.uuid4().hex[:8]}", name="Other")
+    other.save()
+    address = f"lin-{uuid.uuid4().hex[:6]}@example.com"
+    Prospect(workspace_id=workspace.id, id="p-lin", name="Lin Wei", email=address).save()
+    Contact(workspace.id, "c-out", email="out@example.com", email_opt_out=True).save()
+    Prospect(workspace_id=other.id, id="p-theirs", name="Theirs", email="t@example.com").save()
+    agent = _agent(workspace.id, capabilities=["email"])
+    mail = {"subject": "Hello {{firstName}}", "body": "Hi {{firstName}}, the R5 is in stock."}
+    _script(
+        script_file,
+        _tools_turn(
+            _use("tu-lin", "send_email", recipientType="prospect", recipientId="p-lin", **mail),
+            _use("tu-out", "send_email", recipientType="contact", recipientId="c-out", **mail),
+            _use("tu-x", "send_email", recipientType="prospect", recipientId="p-theirs", **mail),
+        ),
+        _answer("Sent what could be sent."),
+    )
+    crashes = [ConnectionError("died after the send")]
+    record = execution_store.record_tool_call
+
+    def crash_after_the_first_send(*args, **kwargs):
+        if crashes:
+            raise crashes.pop()
+        return record(*args, **kwargs)
+
+    monkeypatch.setattr(execution_store, "record_tool_call", crash_after_the_first_send)
+    first = _execute(stack, agent)
+    assert first.status == "QUEUED"
+    run = _poll(stack, first)
+    assert run.status == "COMPLETED", run.error
+    results = {r["toolUseId"]: r for r in _execution(run).output["toolResults"]}
+    assert results["tu-lin"]["result"]["status"] == "sent", results["tu-lin"]
+    assert results["tu-out"]["result"] == {
+        "status": "skipped",
+        "reason": "opted out",
+        "messageId": None,
+    }
+    assert results["tu-x"]["status"] == "error" and "not found" in results["tu-x"]["error"]
+    assert len(_sent_to(address)) == 1  # the retry ran the call again: one email all the same
+    assert _sent_to("t@example.com") == []
 
 
 # --- process-active-agents --------------------------------------------------------------

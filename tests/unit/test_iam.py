@@ -274,9 +274,9 @@ CONTRACT: dict[str, set[Grant]] = {
     # turn or a tool call, update them); services/agent_tools.py in the agent's workspace:
     # prospects (create_once put and get, stage update, partition query), contacts and
     # knowledge items (create_once), meetings (create_once, starts-index query),
-    # suppressions (draft_email: batch_get); the score-lead and index-document runs the
-    # tools trigger (their runs and keys are the runtime's grants); the chat model (the
-    # stack's agent model only), the search's embeddings and the vector index.
+    # suppressions (draft_email, send_email: batch_get); the score-lead and index-document
+    # runs the tools trigger (their runs and keys are the runtime's grants); the chat model
+    # (the stack's agent model only), the search's embeddings and the vector index.
     "ExecuteAgentFunction": _task_runtime("ExecuteAgent")
     | _grants(("dynamodb:GetItem", "dynamodb:UpdateItem"), ["AgentsTable"])
     | _grants(DDB_READ_WRITE, ["ExecutionsTable"])
@@ -294,7 +294,14 @@ CONTRACT: dict[str, set[Grant]] = {
         ("sqs:SendMessage", "ScoreLeadQueue"),
         ("sqs:SendMessage", "IndexDocumentQueue"),
         ("bedrock:InvokeModel", "foundation-model/anthropic.claude-3-haiku-20240307-v1:0"),
+        ("secretsmanager:GetSecretValue", "UnsubscribeSigningSecret"),
     }
+    # send_email: services/mail.send_direct_email's delivery row and its SES send
+    | _grants(("dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"), ["DeliveriesTable"])
+    | _grants(
+        ("ses:SendEmail", "ses:SendRawEmail"),
+        ["identity/crmjobs.local", "configuration-set/CampaignConfigurationSet"],
+    )
     | VECTOR_INDEX
     | TITAN_EMBEDDINGS,
     # services/agent_scheduling.py: active agents from the status-index or one workspace's
