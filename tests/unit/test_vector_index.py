@@ -955,20 +955,26 @@ def test_get_vector_index_rejects_an_unknown_backend(backend, monkeypatch) -> No
         get_vector_index(DIMENSION)
 
 
-def test_local_keyword_leg_stems_and_skips_question_words(tmp_path):
-    """A question's helper words do not rank a chunk; "cost" finds "costs"."""
+@pytest.mark.parametrize("engine", ["fts5", "python"])
+def test_local_keyword_leg_stems_and_skips_question_words(engine, tmp_path, monkeypatch):
+    """A question's helper words do not rank a chunk; "cost" finds "costs", and that keyword
+    match outranks a chunk only nearer on the vector leg."""
+    if engine == "python":
+        monkeypatch.setattr(sqlite_backend, "fts5_available", lambda connection: False)
     index = LocalVectorIndex(tmp_path / "vectors.sqlite3", DIMENSION)
-    same_vector = [1.0] + [0.0] * (DIMENSION - 1)
-    texts = {
-        "support": "How does support work? It answers how-to questions and does it fast.",
-        "pricing": "The starter plan costs 900 dollars a month per robot.",
+    assert index.keyword_engine == engine
+    documents = {
+        "support": ("How does support work? It answers how-to questions and does it fast.", 0),
+        "pricing": ("The starter plan costs 900 dollars a month per robot.", 1),
     }
-    for item_id, text in texts.items():
+    for item_id, (text, tilt) in documents.items():
+        vector = axis(0, tilt=tilt) if tilt else axis(0)
         index.replace_item_chunks(
             "ws-1",
             item_id,
-            [ChunkRecord("ws-1", item_id, item_id, text, 0, 1, "text", None, None, same_vector)],
+            [ChunkRecord("ws-1", item_id, item_id, text, 0, 1, "text", None, None, vector)],
         )
-    hits = index.search("ws-1", "how much does it cost", same_vector, k=2)
-    assert hits[0].item_id == "pricing"
+    hits = index.search("ws-1", "how much does it cost", axis(0), k=2)
+    assert [hit.item_id for hit in hits] == ["pricing", "support"]
+    assert index.search("ws-1", "how does it", axis(0), k=2)[0].item_id == "support"
     index.close()

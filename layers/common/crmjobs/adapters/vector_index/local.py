@@ -29,6 +29,7 @@ from crmjobs.domain.search import (
     candidates_per_leg,
     query_terms,
     reciprocal_rank_fusion,
+    stem,
     unit_vector,
     weighted_term_frequencies,
     word_tokens,
@@ -321,19 +322,21 @@ class LocalVectorIndex:
         return [row[0] for row in rows]
 
     def _python_bm25_ranking(self, workspace_id: str, terms: list[str], size: int) -> list[str]:
-        """BM25 (`crmjobs.domain.search.bm25_ranking`) over the workspace's token table."""
+        """BM25 (`crmjobs.domain.search.bm25_ranking`) of the terms' Porter stems over the
+        workspace's token table, which holds stems (as FTS5's porter tokenizer does)."""
+        stems = list(dict.fromkeys(stem(term) for term in terms))
         document_count, average_length = self._connection.execute(
             "SELECT count(*), avg(token_count) FROM chunks WHERE workspace_id = ?",
             (workspace_id,),
         ).fetchone()
         if not average_length:
             return []
-        placeholders = ",".join("?" * len(terms))
+        placeholders = ",".join("?" * len(stems))
         postings = self._connection.execute(
             "SELECT chunk_terms.term, chunk_terms.chunk_id, chunk_terms.weighted_frequency,"
             " chunks.token_count FROM chunk_terms JOIN chunks USING (chunk_id)"
             f" WHERE chunk_terms.workspace_id = ? AND chunk_terms.term IN ({placeholders})",
-            [workspace_id, *terms],
+            [workspace_id, *stems],
         ).fetchall()
         return bm25_ranking(postings, document_count, average_length, size)
 
