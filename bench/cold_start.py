@@ -16,8 +16,10 @@ and CLI, moto).
 This interpreter (the project venv's) is used, not Lambda's python3.12: figures compare
 functions and commits on one machine; they are not Lambda's init durations.
 
-Run: python bench/cold_start.py [--runs 5] [--root DIR] [--function score_lead ...]
-(--root: another checkout of the project, e.g. an older commit from `git archive`).
+Run: python bench/cold_start.py [--runs 5] [--root DIR ...] [--function score_lead ...]
+[--set NAME=VALUE ...] (--root: checkouts to compare, e.g. an older commit from
+`git archive`, their runs interleaved; --set: a variable for every function, such as
+XRAY_SDK_TRACING=true).
 """
 
 from __future__ import annotations
@@ -118,7 +120,9 @@ _CONTEXT_FIELDS = (
 )
 
 
-def lambda_environment(function: FunctionUnderTest) -> dict[str, str]:
+def lambda_environment(
+    function: FunctionUnderTest, overrides: dict[str, str] | None = None
+) -> dict[str, str]:
     """The process environment of the function in Lambda (none of this shell's AWS or
     Powertools settings, such as a test run's POWERTOOLS_TRACE_DISABLED)."""
     kept = {
@@ -136,6 +140,7 @@ def lambda_environment(function: FunctionUnderTest) -> dict[str, str]:
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
         "LAMBDA_TASK_ROOT": str(function.folder),
         **function.environment,
+        **(overrides or {}),
     }
 
 
@@ -200,10 +205,12 @@ def _all_modules(roots: list[_Node]) -> frozenset[str]:
     return frozenset(found)
 
 
-def import_once(function: FunctionUnderTest, layer: Path) -> ImportRun:
+def import_once(
+    function: FunctionUnderTest, layer: Path, overrides: dict[str, str] | None = None
+) -> ImportRun:
     result = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", CHILD, str(function.folder), str(layer)],
-        env=lambda_environment(function),
+        env=lambda_environment(function, overrides),
         capture_output=True,
         text=True,
         timeout=120,
@@ -252,14 +259,16 @@ class Measured:
         return [name for name in WATCHED if name in loaded]
 
 
-def measure(checkouts: dict[Path, FunctionUnderTest], runs: int) -> dict[Path, Measured]:
+def measure(
+    checkouts: dict[Path, FunctionUnderTest], runs: int, overrides: dict[str, str]
+) -> dict[Path, Measured]:
     """One function in each checkout, its runs interleaved so load changes hit all alike."""
     for root, function in checkouts.items():
-        import_once(function, _layer(root))  # writes the bytecode caches, as a built layer has
+        import_once(function, _layer(root), overrides)  # writes bytecode, as a built layer has
     results: dict[Path, list[ImportRun]] = {root: [] for root in checkouts}
     for _ in range(runs):
         for root, function in checkouts.items():
-            results[root].append(import_once(function, _layer(root)))
+            results[root].append(import_once(function, _layer(root), overrides))
     return {root: Measured(checkouts[root], results[root]) for root in checkouts}
 
 
@@ -278,7 +287,15 @@ def main() -> int:
         " to compare; default: this one)",
     )
     parser.add_argument("--function", action="append", help="a function folder (repeatable)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an environment variable for every function (e.g. XRAY_SDK_TRACING=true)",
+    )
     args = parser.parse_args()
+    overrides = dict(setting.split("=", 1) for setting in args.set)
     roots = [root.resolve() for root in args.root or [find_template().parent]]
     by_root = {
         root: {function.folder.name: function for function in functions_of(root / "template.yaml")}
@@ -298,7 +315,7 @@ def main() -> int:
     measured: dict[Path, list[Measured]] = {root: [] for root in roots}
     for name in names:
         checkouts = {root: by_root[root][name] for root in roots if name in by_root[root]}
-        for root, result in measure(checkouts, args.runs).items():
+        for root, result in measure(checkouts, args.runs, overrides).items():
             measured[root].append(result)
             low, high = result.range_ms()
             top = ", ".join(f"{package} {ms:.0f}" for package, ms in result.top_packages())
