@@ -447,6 +447,42 @@ def test_inactive_or_missing_agents_fail_at_once_and_test_runs_skip_the_check(
     assert refreshed.execution_count == 0 and refreshed.last_executed_at is None
 
 
+def test_a_script_without_turns_fails_the_execution_at_once(stack, workspace, script_file):
+    agent = _agent(workspace.id)
+    _script(script_file)
+    run = _execute(stack, agent)
+    assert run.status == "FAILED" and run.attempts == 1
+    execution = _execution(run)
+    assert execution.status == "failed" and execution.error["code"] == "ScriptError"
+    assert "has no turn 1" in execution.error["message"]
+
+
+def test_an_attempt_near_its_timeout_stops_before_a_model_call_and_the_next_resumes(
+    stack, workspace, script_file
+):
+    from crmjobs import config
+    from crmjobs.schemas import ExecuteAgentPayload
+    from crmjobs_local.context import LambdaContext
+
+    agent = _agent(workspace.id)
+    _script(script_file, _tools_turn(_use("tu-1", "get_hot_leads")), _answer("None hot."))
+    payload = ExecuteAgentPayload(workspaceId=workspace.id, agentId=agent.id)
+    run_id = f"run_{uuid.uuid4().hex}"
+    function = stack.function("ExecuteAgentFunction")
+    short = LambdaContext("f", "arn:f", 512, timeout_seconds=30)  # less than a model call
+    with config.function_environment({**function.environment, **stack.settings}):
+        with pytest.raises(agent_service.OutOfTime, match="resumes at round 1"):
+            agent_service.execute_agent(
+                payload, RunContext(run_id, "execute-agent", workspace.id, 1, 2, short)
+            )
+        execution = AgentExecution.get(workspace.id, agent_service.execution_id_for(run_id))
+        assert execution.status == "running" and _rounds(execution) == []
+        output = agent_service.execute_agent(
+            payload, RunContext(run_id, "execute-agent", workspace.id, 2, 2)
+        )
+    assert output["status"] == "completed" and output["response"] == "None hot."
+
+
 def test_search_knowledge_finds_the_workspace_documents_only(stack, workspace, script_file):
     from crmjobs.models import KnowledgeItem
     from crmjobs.services.documents import index_item

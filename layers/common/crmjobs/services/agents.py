@@ -18,7 +18,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from crmjobs import config
-from crmjobs.adapters.chat_models import ChatModel, InferenceSettings, ToolSpec, get_chat_model
+from crmjobs.adapters.chat_models import (
+    DEFAULT_TIMEOUT_SECONDS,
+    ChatModel,
+    InferenceSettings,
+    ToolSpec,
+    get_chat_model,
+)
 from crmjobs.domain import agents as rules
 from crmjobs.domain.agent_tools import TOOLS
 from crmjobs.errors import Conflict, InvalidInput, PermanentError, RunCanceled
@@ -30,11 +36,16 @@ from crmjobs.services.agent_tools import ToolContext, ToolError, run_tool
 from crmjobs.stores import agents as agent_store
 from crmjobs.stores import executions as store
 
+SAVE_MARGIN_SECONDS = 10
 #: A tool result larger than this (JSON characters) goes back to the model as an error.
 MAX_RESULT_CHARS = 32_000
 #: Each tool result in the execution's output is cut to this many characters (the
 #: transcript keeps it whole).
 OUTPUT_RESULT_CHARS = 2_000
+
+
+class OutOfTime(RuntimeError):
+    """Too little of the attempt is left for another model call."""
 
 
 class AgentFailed(PermanentError):
@@ -63,10 +74,13 @@ def execute_agent(payload: ExecuteAgentPayload, context: RunContext) -> dict[str
         execution, resumed = _start(agent, payload, context, execution_id)
     elif execution.status != "running":
         return _finished_already(execution)
-    model = get_chat_model(execution.plan.get("model"))
     try:
+        model = get_chat_model(execution.plan.get("model"))
         return AgentLoop(agent, execution, model, context, resumed=resumed).run()
-    except PermanentError:
+    except (AgentFailed, RunCanceled):
+        raise  # the execution is recorded failed or cancelled already
+    except PermanentError as exc:
+        _fail(execution, str(exc), type(exc).__name__)
         raise
     except Exception as exc:
         if context.attempt >= context.max_attempts:
@@ -185,6 +199,11 @@ class AgentLoop:
             ToolSpec(name, TOOLS[name].description, TOOLS[name].input_schema)
             for name in self.plan["tools"]
         ]
+        #: A model call's timeout, and a margin to save what it returns.
+        self.call_seconds = (
+            config.int_setting("AGENT_MODEL_TIMEOUT_SECONDS", DEFAULT_TIMEOUT_SECONDS)
+            + SAVE_MARGIN_SECONDS
+        )
         # What earlier attempts saved (a new execution has nothing to read).
         self.saved = store.rounds_of(execution) if resumed else []
         self.calls = store.tool_calls_of(execution) if resumed else {}
@@ -220,6 +239,15 @@ class AgentLoop:
                         rules.text_of(rounds[-1].assistant) if rounds else "",
                         rules.token_budget_stop(budget, used),
                     )
+                )
+            if self.context.remaining_seconds() < self.call_seconds:
+                # Stop before the function's timeout cuts a model call: the retry comes
+                # after its backoff (not after the queue's visibility timeout) and resumes
+                # from this round.
+                raise OutOfTime(
+                    f"{self.context.remaining_seconds():.0f} s left, a model call may take "
+                    f"{self.call_seconds:.0f} s; the next attempt resumes at round "
+                    f"{len(rounds) + 1}"
                 )
             self._ask_model(rounds, budget - used)
 
