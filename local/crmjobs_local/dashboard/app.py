@@ -33,7 +33,7 @@ from crmjobs.ledger import RunStatus
 from crmjobs.schemas import payload_schema
 from crmjobs.services import dead_letters
 from crmjobs.tasks import SYSTEM_WORKSPACE, TASKS, UnknownTask
-from crmjobs_local.dashboard import schedules
+from crmjobs_local.dashboard import records, schedules
 from crmjobs_local.dashboard.runs import RunFilter, list_runs_page
 from crmjobs_local.http_api import InvalidToken, LocalJwtAuthorizer
 
@@ -134,6 +134,11 @@ def create_app(
     @app.template_filter("pretty")
     def pretty(value: Any) -> str:
         return json.dumps(value, indent=2, sort_keys=True)
+
+    @app.template_filter("counter")
+    def counter(campaign: Any, name: str) -> int:
+        counters = campaign.counters.as_dict() if campaign.counters else {}
+        return int(counters.get(name, 0))
 
     @app.template_filter("took")
     def took(view: Any) -> str:
@@ -329,6 +334,42 @@ def create_app(
             {"redriven": len(outcome.redriven), "kept": len(outcome.kept), "task": task}
         )
         return redirect(f"{url_for('dead_letter_queues')}?{query}", code=303)
+
+    # ------------------------------------------------------------------ campaigns, agents
+
+    def page_workspace() -> str:
+        workspace = viewer() or request.args.get("workspace", "").strip()
+        if not workspace:
+            raise InvalidInput("choose a workspace")
+        return workspace
+
+    @app.get("/campaigns")
+    def campaign_list():
+        workspace = page_workspace()
+        return render_template(
+            "campaigns.html", workspace=workspace, campaigns=records.campaigns_of(workspace)
+        )
+
+    @app.get("/campaigns/<workspace_id>/<campaign_id>")
+    def campaign(workspace_id: str, campaign_id: str):
+        require_workspace_access(workspace_id)
+        progress = records.campaign_progress(workspace_id, campaign_id)
+        template = "_campaign.html" if request.headers.get("HX-Request") else "campaign.html"
+        return render_template(template, progress=progress, workspace=workspace_id)
+
+    @app.get("/agents")
+    def agent_list():
+        workspace = page_workspace()
+        return render_template(
+            "agents.html", workspace=workspace, agents=records.agents_of(workspace)
+        )
+
+    @app.get("/agents/executions/<workspace_id>/<execution_id>")
+    def execution(workspace_id: str, execution_id: str):
+        require_workspace_access(workspace_id)
+        shown = records.transcript(workspace_id, execution_id)
+        template = "_transcript.html" if request.headers.get("HX-Request") else "execution.html"
+        return render_template(template, transcript=shown, workspace=workspace_id)
 
     # ------------------------------------------------------------------ schedules
 
