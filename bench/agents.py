@@ -6,8 +6,8 @@
 - runtime: `client.trigger` then one poll of execute-agent's queue (ledger, slot,
   idempotency, handler, service).
 
-Each execution plays the same script: `--rounds` tool rounds of one call each (the tools
-taken in turn: search_leads, get_hot_leads, get_pipeline_summary, create_lead,
+Each execution plays the same script: `--rounds` tool rounds of `--calls-per-round` calls
+(the tools taken in turn: search_leads, get_hot_leads, get_pipeline_summary, create_lead,
 create_contact, schedule_meeting, get_upcoming_events, update_lead_stage, draft_email),
 then an answer. Figures: time per execution and per round with the model's and the tools'
 time taken out (the loop's own overhead), DynamoDB requests per round by table, and each
@@ -15,7 +15,7 @@ tool's latency. moto runs in-process: a request costs moto's Python work, not a 
 round trip. search_knowledge (embedding on CPU), send_email and create_document (they start
 other runs) are left out of the rotation.
 
-Run: python bench/agents.py [--executions 30] [--rounds 5]
+Run: python bench/agents.py [--executions 30] [--rounds 5] [--calls-per-round 2]
 """
 
 from __future__ import annotations
@@ -75,15 +75,18 @@ def rotation(now: datetime) -> list[tuple[str, dict[str, Any]]]:
     ]
 
 
-def write_script(path: Path, rounds: int, now: datetime) -> list[str]:
+def write_script(path: Path, rounds: int, calls_per_round: int, now: datetime) -> list[str]:
     tools = rotation(now)
     turns, used = [], []
     for n in range(rounds):
-        name, tool_input = tools[n % len(tools)]
-        used.append(name)
+        uses = []
+        for k in range(calls_per_round):
+            name, tool_input = tools[(n * calls_per_round + k) % len(tools)]
+            used.append(name)
+            uses.append(_use(n * calls_per_round + k, name, tool_input))
         turns.append(
             {
-                "content": [_use(n, name, tool_input)],
+                "content": uses,
                 "stopReason": "tool_use",
                 "usage": {"inputTokens": 500, "outputTokens": 40},
             }
@@ -172,7 +175,8 @@ def one_execution(stack: LocalRuntime, mode: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--executions", type=int, default=30)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=5, help="tool rounds (at most 5)")
+    parser.add_argument("--calls-per-round", type=int, default=2)
     parser.add_argument("--prospects", type=int, default=200)
     args = parser.parse_args()
 
@@ -183,7 +187,7 @@ def main() -> None:
             source = stack.source_for_task("execute-agent")
             source.batching_window_s = 0  # the runtime's own work, not the window
             seed(args.prospects)
-            tools_used = write_script(script, args.rounds, datetime.now(UTC))
+            tools_used = write_script(script, args.rounds, args.calls_per_round, datetime.now(UTC))
             timers = Timers()
             timers.install()
             for mode in MODES:
@@ -207,7 +211,8 @@ def main() -> None:
     rounds = args.rounds + 1  # the tool rounds and the answer
     print(
         f"execute-agent, scripted model: {args.executions} executions per mode, "
-        f"{args.rounds} tool rounds + 1 answer each, {args.prospects} prospects"
+        f"{args.rounds} tool rounds of {args.calls_per_round} calls + 1 answer each, "
+        f"{args.prospects} prospects"
     )
     print(f"tools in turn: {', '.join(tools_used)}")
     for mode in MODES:
