@@ -12,7 +12,7 @@ import pytest
 
 from crmjobs import ledger
 from crmjobs.domain.campaigns import empty_counters
-from crmjobs.models import AgentExecution, Campaign, Delivery, ExecutionRound, ToolCallRecord
+from crmjobs.models import Agent, AgentExecution, Campaign, Delivery, ExecutionRound, ToolCallRecord
 from crmjobs.stores import executions
 from crmjobs_local.dashboard import Access, create_app
 from crmjobs_local.http_api import LocalJwtAuthorizer
@@ -70,6 +70,7 @@ def sending_campaign(workspace) -> Campaign:
 def finished_execution(workspace) -> AgentExecution:
     """An agent execution of two rounds: a search tool call, then the answer."""
     now = datetime.now(UTC)
+    Agent(workspace_id=workspace.id, id="agent-1", name="Pricing helper", status="active").save()
     execution = AgentExecution(
         workspace_id=workspace.id,
         id="exe-1",
@@ -165,7 +166,10 @@ def test_agent_transcript_shows_rounds_tool_calls_and_tokens(
     assert "200 in / 30 out tokens" in shown
     assert 'hx-trigger="every 2s"' not in page.text  # finished: no refresh
     listed = dashboard.get("/agents", query_string={"workspace": workspace.id})
-    assert listed.status_code == 200
+    assert 'data-agent="agent-1"' in listed.text and "Pricing helper" in listed.text
+    assert f'href="/agents/executions/{workspace.id}/exe-1"' in listed.text
+    chooser = dashboard.get("/agents")
+    assert chooser.status_code == 200 and 'name="workspace"' in chooser.text
 
 
 def test_pages_of_another_workspace_are_not_found(

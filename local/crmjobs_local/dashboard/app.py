@@ -337,15 +337,18 @@ def create_app(
 
     # ------------------------------------------------------------------ campaigns, agents
 
-    def page_workspace() -> str:
-        workspace = viewer() or request.args.get("workspace", "").strip()
-        if not workspace:
-            raise InvalidInput("choose a workspace")
-        return workspace
+    def page_workspace() -> str | None:
+        return viewer() or request.args.get("workspace", "").strip() or None
+
+    def choose_workspace(what: str):
+        choices = known_workspaces()
+        return render_template("choose_workspace.html", what=what, choices=choices)
 
     @app.get("/campaigns")
     def campaign_list():
         workspace = page_workspace()
+        if workspace is None:
+            return choose_workspace("campaigns")
         return render_template(
             "campaigns.html", workspace=workspace, campaigns=records.campaigns_of(workspace)
         )
@@ -360,6 +363,8 @@ def create_app(
     @app.get("/agents")
     def agent_list():
         workspace = page_workspace()
+        if workspace is None:
+            return choose_workspace("agents")
         return render_template(
             "agents.html", workspace=workspace, agents=records.agents_of(workspace)
         )
