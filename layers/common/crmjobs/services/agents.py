@@ -3,11 +3,12 @@
 The execution is keyed by the run, so every attempt of a run works on the same execution.
 What it runs with (prompt, user message, tools, limits) is fixed on the record when it
 starts. Each round is saved as it happens: the model's turn first, then, once its tools
-ran, the reply with their results; every tool call is recorded by its toolUseId before it
-runs and when it ends. A retry after a crash rebuilds the conversation from the saved
-rounds, never asks the model again for a saved turn, and reuses the result of every call
-that completed (a call that was running is run again: the tools are idempotent by
-toolUseId). A cancel request is honoured between rounds.
+ran, the reply with their results; every tool call is recorded by its toolUseId as soon as
+it returns. A retry after a crash rebuilds the conversation from the saved rounds, never
+asks the model again for a saved turn, and reuses the result of every recorded call (a
+call the crash cut before its record is run again: the tools are idempotent by toolUseId).
+A cancel request is honoured between rounds; an attempt near its timeout stops before a
+model call and the next one resumes there.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from crmjobs.adapters.chat_models import (
 )
 from crmjobs.domain import agents as rules
 from crmjobs.domain.agent_tools import TOOLS
-from crmjobs.errors import Conflict, InvalidInput, PermanentError, RunCanceled
+from crmjobs.errors import Conflict, InvalidInput, NotFound, PermanentError, RunCanceled
 from crmjobs.models import Agent, AgentExecution, ExecutionRound, ToolCallRecord
 from crmjobs.observability import logger
 from crmjobs.runtime import RunContext
@@ -36,6 +37,7 @@ from crmjobs.services.agent_tools import ToolContext, ToolError, run_tool
 from crmjobs.stores import agents as agent_store
 from crmjobs.stores import executions as store
 
+#: Time kept, beyond a model call's timeout, to save what the call returned.
 SAVE_MARGIN_SECONDS = 10
 #: A tool result larger than this (JSON characters) goes back to the model as an error.
 MAX_RESULT_CHARS = 32_000
@@ -66,14 +68,19 @@ def _now() -> datetime:
 
 
 def execute_agent(payload: ExecuteAgentPayload, context: RunContext) -> dict[str, Any]:
-    agent = agent_store.get(payload.workspaceId, payload.agentId)
     execution_id = execution_id_for(context.run_id)
     execution = store.find(payload.workspaceId, execution_id)
+    if execution is not None and execution.status != "running":
+        return _finished_already(execution)
+    try:
+        agent = agent_store.get(payload.workspaceId, payload.agentId)
+    except NotFound:
+        if execution is not None:  # deleted while its execution ran
+            _fail(execution, "agent not found", "NotFound")
+        raise
     resumed = execution is not None
     if execution is None:
         execution, resumed = _start(agent, payload, context, execution_id)
-    elif execution.status != "running":
-        return _finished_already(execution)
     try:
         model = get_chat_model(execution.plan.get("model"))
         return AgentLoop(agent, execution, model, context, resumed=resumed).run()
@@ -199,7 +206,7 @@ class AgentLoop:
             ToolSpec(name, TOOLS[name].description, TOOLS[name].input_schema)
             for name in self.plan["tools"]
         ]
-        #: A model call's timeout, and a margin to save what it returns.
+        #: The attempt time a model call may need.
         self.call_seconds = (
             config.int_setting("AGENT_MODEL_TIMEOUT_SECONDS", DEFAULT_TIMEOUT_SECONDS)
             + SAVE_MARGIN_SECONDS
