@@ -1,15 +1,20 @@
-"""The trigger HTTP API served locally: API Gateway HTTP API (payload format 2.0) in front of
-the trigger function's handler, on 127.0.0.1 only.
+"""The stack's HTTP API served locally: API Gateway HTTP API (payload format 2.0) in front of
+its functions' handlers, on 127.0.0.1 only.
 
-Each request becomes the event API Gateway sends for the template's `ANY /{proxy+}` route
-(headers lower-cased, cookies apart, repeated query values joined by commas, a binary body
-base64-encoded), and the handler's answer (statusCode, headers, cookies, body,
-isBase64Encoded) becomes the response. One request runs at a time, as on one Lambda
-instance (the handler's resolver keeps the current event in a global).
+The routes are the template's (AWS::ApiGatewayV2::Route: route key, integration's
+function, authorization type), matched as API Gateway does: an exact path before one with
+variables before a greedy `{proxy+}`, a method before ANY; no match is a 404. Each request
+becomes the event API Gateway sends for its route (headers lower-cased, cookies apart,
+repeated query values joined by commas, a binary body base64-encoded, path parameters),
+and the handler's answer (statusCode, headers, cookies, body, isBase64Encoded) becomes the
+response. One request runs at a time per function, as on one Lambda instance (a
+resolver keeps the current event in a global).
 
-With a `LocalJwtAuthorizer` the API checks tokens as API Gateway's JWT authorizer does:
-a missing or invalid token (signature, issuer, audience, expiry) is answered 401 before
-the function runs, and a valid token's claims reach it as requestContext.authorizer.jwt.
+On a JWT route the `LocalJwtAuthorizer` checks tokens as API Gateway's JWT authorizer
+does: a missing or invalid token (signature, issuer, audience, expiry) is answered 401
+before the function runs, and a valid token's claims reach it as
+requestContext.authorizer.jwt. An AWS_IAM route trusts the local caller (no SigV4); a NONE
+route has no authorizer.
 The tokens are signed with a local key that `crmjobs token WORKSPACE` uses.
 """
 
@@ -17,12 +22,13 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import secrets
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,11 +39,11 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from crmjobs_local.context import LambdaContext
+from crmjobs_local.template import ResolutionContext, Template, resolve
 
 LOCAL_HOST = "127.0.0.1"
-API_FUNCTION = "TriggerApiFunction"
-ROUTE_KEY = "ANY /{proxy+}"
 API_ID = "local"
+_PATH_VARIABLE = re.compile(r"\{(\w+)(\+?)\}")
 #: The stack parameters that turn the template's JWT authorizer on, for local tokens.
 LOCAL_JWT_ISSUER = "https://crmjobs.local/"
 LOCAL_JWT_AUDIENCE = "crmjobs-local"
@@ -122,6 +128,73 @@ class LocalJwtAuthorizer:
         }
 
 
+# --------------------------------------------------------------------------- routes
+
+
+@dataclass(frozen=True)
+class Route:
+    key: str  # "GET /unsubscribe", "ANY /{proxy+}"
+    function: str  # the integration's function (logical id)
+    authorization: str  # AWS_IAM, JWT or NONE
+
+    @property
+    def method(self) -> str:
+        return self.key.split(" ", 1)[0]
+
+    @property
+    def path(self) -> str:
+        return self.key.split(" ", 1)[1]
+
+    @property
+    def precedence(self) -> tuple[int, int, bool]:
+        """Lower first: greedy last, then by path variables, a method before ANY."""
+        variables = _PATH_VARIABLE.findall(self.path)
+        return (any(plus for _, plus in variables), len(variables), self.method == "ANY")
+
+    def match(self, method: str, path: str) -> dict[str, str] | None:
+        """The path parameters when the request takes this route, else None."""
+        if self.method not in ("ANY", method):
+            return None
+        pattern, last = "", 0
+        for variable in _PATH_VARIABLE.finditer(self.path):
+            pattern += re.escape(self.path[last : variable.start()])
+            pattern += f"(?P<{variable.group(1)}>{'.+' if variable.group(2) else '[^/]+'})"
+            last = variable.end()
+        pattern += re.escape(self.path[last:])
+        found = re.fullmatch(pattern, path)
+        return found.groupdict() if found else None
+
+
+def _function_of(uri: Any) -> str:
+    """The function logical id of an integration's IntegrationUri (!GetAtt F.Arn)."""
+    if isinstance(uri, dict) and "Fn::GetAtt" in uri:
+        return uri["Fn::GetAtt"][0]
+    raise ValueError(f"integration URI {uri!r} is not a function of this template")
+
+
+def template_routes(template: Template, context: ResolutionContext) -> list[Route]:
+    """The template's HTTP API routes, in the order API Gateway tries them."""
+    resources = template.resources
+    routes = []
+    for resource in resources.values():
+        if resource.get("Type") != "AWS::ApiGatewayV2::Route":
+            continue
+        if "Condition" in resource and not context.condition(resource["Condition"]):
+            continue
+        properties = resource["Properties"]
+        target = properties["Target"]
+        target_text = target["Fn::Sub"] if isinstance(target, dict) else target
+        integration = re.fullmatch(r"integrations/\$\{(\w+)\}", target_text).group(1)
+        routes.append(
+            Route(
+                key=str(resolve(properties["RouteKey"], context)),
+                function=_function_of(resources[integration]["Properties"]["IntegrationUri"]),
+                authorization=str(resolve(properties.get("AuthorizationType", "NONE"), context)),
+            )
+        )
+    return sorted(routes, key=lambda route: route.precedence)
+
+
 def _claim_text(value: Any) -> str:
     if isinstance(value, list):
         return f"[{' '.join(map(str, value))}]"
@@ -147,8 +220,15 @@ def _is_text(content_type: str | None) -> bool:
     return not content_type or content_type.startswith(_TEXT_TYPES) or "+json" in content_type
 
 
-def http_event(request: Request, *, authorizer: dict[str, Any], account_id: str) -> dict[str, Any]:
-    """The HTTP API payload 2.0 event API Gateway builds for this request."""
+def http_event(
+    request: Request,
+    *,
+    route_key: str,
+    path_parameters: dict[str, str],
+    authorizer: dict[str, Any] | None,
+    account_id: str,
+) -> dict[str, Any]:
+    """The HTTP API payload 2.0 event API Gateway builds for this request on its route."""
     headers: dict[str, str] = {}
     for name, value in request.headers.items():
         key = name.lower()
@@ -159,14 +239,13 @@ def http_event(request: Request, *, authorizer: dict[str, Any], account_id: str)
     path = request.path
     event: dict[str, Any] = {
         "version": "2.0",
-        "routeKey": ROUTE_KEY,
+        "routeKey": route_key,
         "rawPath": path,
         "rawQueryString": request.query_string.decode(),
         "headers": headers,
         "requestContext": {
             "accountId": account_id,
             "apiId": API_ID,
-            "authorizer": authorizer,
             "domainName": request.host,
             "domainPrefix": request.host.split(".")[0].split(":")[0],
             "http": {
@@ -177,14 +256,17 @@ def http_event(request: Request, *, authorizer: dict[str, Any], account_id: str)
                 "userAgent": request.headers.get("User-Agent", ""),
             },
             "requestId": uuid.uuid4().hex,
-            "routeKey": ROUTE_KEY,
+            "routeKey": route_key,
             "stage": "$default",
             "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
             "timeEpoch": int(now.timestamp() * 1000),
         },
-        "pathParameters": {"proxy": path.lstrip("/")},
         "isBase64Encoded": False,
     }
+    if authorizer is not None:
+        event["requestContext"]["authorizer"] = authorizer
+    if path_parameters:
+        event["pathParameters"] = path_parameters
     cookies = [
         part.strip() for part in request.headers.get("Cookie", "").split(";") if part.strip()
     ]
@@ -225,61 +307,103 @@ def _unauthorized(reason: str) -> Response:
     )
 
 
+@dataclass
+class ApiFunction:
+    """A function behind a route: its handler and what its Lambda context says."""
+
+    invoke: Callable[[dict[str, Any], Any], Any]
+    name: str
+    arn: str
+    timeout_seconds: int = 29
+    memory_mb: int = 256
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
 class LocalHttpApi:
-    """A WSGI app: each request through the trigger function's handler."""
+    """A WSGI app: each request through its route's function."""
 
     def __init__(
         self,
-        invoke: Callable[[dict[str, Any], Any], Any],
+        routes: list[Route],
+        functions: dict[str, ApiFunction],
         *,
-        function_name: str,
-        function_arn: str,
         account_id: str,
-        timeout_seconds: int = 29,
-        memory_mb: int = 256,
         authorizer: LocalJwtAuthorizer | None = None,
     ) -> None:
-        self.invoke = invoke
-        self.function_name = function_name
-        self.function_arn = function_arn
+        jwt_routes = [route.key for route in routes if route.authorization == "JWT"]
+        if jwt_routes and authorizer is None:
+            raise ValueError(f"routes {jwt_routes} take JWTs: give the local authorizer")
+        missing = {route.function for route in routes} - set(functions)
+        if missing:
+            raise ValueError(f"no handler for {', '.join(sorted(missing))}")
+        self.routes = sorted(routes, key=lambda route: route.precedence)
+        self.functions = functions
         self.account_id = account_id
-        self.timeout_seconds = timeout_seconds
-        self.memory_mb = memory_mb
         self.authorizer = authorizer
-        self._one_at_a_time = threading.Lock()
 
     @classmethod
     def for_stack(cls, stack: Any, authorizer: LocalJwtAuthorizer | None = None) -> LocalHttpApi:
-        function = stack.function(API_FUNCTION)
-        return cls(
-            stack.handler_for(function),
-            function_name=function.name,
-            function_arn=function.arn,
-            account_id=stack.resources.account_id,
-            timeout_seconds=function.timeout_seconds,
-            memory_mb=function.memory_mb,
-            authorizer=authorizer,
+        """The routes of the runtime's template (with its parameters) to its functions."""
+        resources = stack.resources
+        template = Template.load(stack.template)
+        context = template.context(
+            region=resources.region,
+            account_id=resources.account_id,
+            stack_name=resources.stack_name,
+            parameters=stack.parameters,
         )
+        routes = template_routes(template, context)
+        functions = {}
+        for logical_id in {route.function for route in routes}:
+            function = stack.function(logical_id)
+            functions[logical_id] = ApiFunction(
+                stack.handler_for(function),
+                name=function.name,
+                arn=function.arn,
+                timeout_seconds=function.timeout_seconds,
+                memory_mb=function.memory_mb,
+            )
+        return cls(routes, functions, account_id=resources.account_id, authorizer=authorizer)
+
+    def _route(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
+        for route in self.routes:
+            parameters = route.match(method, path)
+            if parameters is not None:
+                return route, parameters
+        return None
 
     def handle(self, request: Request) -> Response:
-        if self.authorizer is None:
+        found = self._route(request.method, request.path)
+        if found is None:
+            return Response('{"message":"Not Found"}', status=404, content_type="application/json")
+        route, parameters = found
+        authorizer: dict[str, Any] | None = None
+        if route.authorization == "AWS_IAM":
             authorizer = _iam_authorizer(self.account_id)
-        else:
+        elif route.authorization == "JWT":
+            assert self.authorizer is not None
             try:
                 authorizer = self.authorizer.authorizer_context(
                     request.headers.get("Authorization")
                 )
             except InvalidToken as error:
                 return _unauthorized(str(error))
-        event = http_event(request, authorizer=authorizer, account_id=self.account_id)
-        context = LambdaContext(
-            function_name=self.function_name,
-            invoked_function_arn=self.function_arn,
-            memory_limit_in_mb=self.memory_mb,
-            timeout_seconds=self.timeout_seconds,
+        event = http_event(
+            request,
+            route_key=route.key,
+            path_parameters=parameters,
+            authorizer=authorizer,
+            account_id=self.account_id,
         )
-        with self._one_at_a_time:
-            return http_response(self.invoke(event, context))
+        function = self.functions[route.function]
+        context = LambdaContext(
+            function_name=function.name,
+            invoked_function_arn=function.arn,
+            memory_limit_in_mb=function.memory_mb,
+            timeout_seconds=function.timeout_seconds,
+        )
+        with function.lock:
+            return http_response(function.invoke(event, context))
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Any:
         return self.handle(Request(environ))(environ, start_response)

@@ -5,19 +5,29 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 
 import pytest
 import requests
-from werkzeug.test import EnvironBuilder
+from werkzeug.test import Client, EnvironBuilder
 from werkzeug.wrappers import Request
 
 from crmjobs.models import Prospect
 from crmjobs_local.http_api import (
+    LOCAL_JWT_AUDIENCE,
+    LOCAL_JWT_ISSUER,
+    ApiFunction,
     BackgroundServer,
     LocalHttpApi,
+    LocalJwtAuthorizer,
+    Route,
     http_event,
     http_response,
+    template_routes,
 )
+from crmjobs_local.template import Template
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +85,13 @@ def test_request_becomes_a_payload_2_0_event():
         data=b"\x00\x01binary",
         content_type="application/octet-stream",
     ).get_environ()
-    event = http_event(Request(environ), authorizer={"iam": {}}, account_id="123456789012")
+    event = http_event(
+        Request(environ),
+        route_key="ANY /{proxy+}",
+        path_parameters={"proxy": "tasks/score-lead/runs"},
+        authorizer={"iam": {}},
+        account_id="123456789012",
+    )
     assert (event["version"], event["routeKey"]) == ("2.0", "ANY /{proxy+}")
     assert event["rawPath"] == "/tasks/score-lead/runs"
     assert event["rawQueryString"] == "tag=a&tag=b&limit=5"
@@ -86,7 +102,81 @@ def test_request_becomes_a_payload_2_0_event():
     assert base64.b64decode(event["body"]) == b"\x00\x01binary"
     context = event["requestContext"]
     assert context["http"]["method"] == "POST" and context["stage"] == "$default"
+    assert context["authorizer"] == {"iam": {}}
     assert event["pathParameters"] == {"proxy": "tasks/score-lead/runs"}
+
+
+def test_routes_are_the_templates_in_api_gateways_order(stack):
+    template = Template.load(ROOT / "template.yaml")
+    context = template.context(region="us-east-1", account_id="123456789012", stack_name="s")
+    routes = template_routes(template, context)
+    keys = [route.key for route in routes]
+    assert keys[-1] == "ANY /{proxy+}"  # greedy: tried last
+    assert {"GET /unsubscribe", "POST /unsubscribe"} <= set(keys)
+    by_key = {route.key: route for route in routes}
+    assert by_key["ANY /{proxy+}"].function == "TriggerApiFunction"
+    assert by_key["ANY /{proxy+}"].authorization == "AWS_IAM"
+    assert by_key["GET /unsubscribe"].authorization == "NONE"
+    proxy = by_key["ANY /{proxy+}"]
+    assert proxy.match("DELETE", "/runs/r1") == {"proxy": "runs/r1"}
+    assert by_key["GET /unsubscribe"].match("POST", "/unsubscribe") is None
+    assert Route("GET /runs/{id}", "F", "NONE").match("GET", "/runs/r1") == {"id": "r1"}
+    assert Route("GET /runs/{id}", "F", "NONE").match("GET", "/runs/r1/x") is None
+
+
+def _recording_api(parameters: dict[str, str] | None = None, authorizer=None):
+    """The template's routes, each function answering 204 and noting what it was given."""
+    template = Template.load(ROOT / "template.yaml")
+    context = template.context(
+        region="us-east-1", account_id="123456789012", stack_name="s", parameters=parameters
+    )
+    routes = template_routes(template, context)
+    calls: list[tuple] = []
+
+    def recorder(name: str):
+        def invoke(event, context):
+            authorizer = event["requestContext"].get("authorizer")
+            calls.append(
+                (name, event["routeKey"], event.get("pathParameters"), sorted(authorizer or {}))
+            )
+            return {"statusCode": 204}
+
+        return invoke
+
+    functions = {
+        route.function: ApiFunction(recorder(route.function), name=route.function, arn="arn")
+        for route in routes
+    }
+    api = LocalHttpApi(routes, functions, account_id="123456789012", authorizer=authorizer)
+    return Client(api), calls
+
+
+def test_requests_take_their_routes_function_and_authorization():
+    client, calls = _recording_api()
+    assert client.get("/unsubscribe?token=t").status_code == 204
+    assert client.post("/unsubscribe").status_code == 204
+    assert client.get("/runs/r1").status_code == 204
+    assert client.delete("/unsubscribe").status_code == 204  # no DELETE route: the proxy's
+    assert calls == [
+        ("UnsubscribeFunction", "GET /unsubscribe", None, []),
+        ("UnsubscribeFunction", "POST /unsubscribe", None, []),
+        ("TriggerApiFunction", "ANY /{proxy+}", {"proxy": "runs/r1"}, ["iam"]),
+        ("TriggerApiFunction", "ANY /{proxy+}", {"proxy": "unsubscribe"}, ["iam"]),
+    ]
+
+
+def test_with_the_jwt_parameters_only_the_proxy_route_takes_tokens(tmp_path):
+    tokens = LocalJwtAuthorizer.in_data_dir(tmp_path)
+    client, calls = _recording_api(
+        {"JwtIssuer": LOCAL_JWT_ISSUER, "JwtAudience": LOCAL_JWT_AUDIENCE}, tokens
+    )
+    assert client.get("/runs").status_code == 401
+    assert client.get("/unsubscribe?token=t").status_code == 204
+    bearer = {"Authorization": f"Bearer {tokens.issue('ws-1')}"}
+    assert client.get("/runs", headers=bearer).status_code == 204
+    assert [call[3] for call in calls] == [[], ["jwt"]]
+    with pytest.raises(ValueError, match="take JWTs"):
+        _recording_api({"JwtIssuer": LOCAL_JWT_ISSUER, "JwtAudience": LOCAL_JWT_AUDIENCE})
 
 
 def test_function_result_becomes_the_response():
