@@ -12,6 +12,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import botocore.client
 import pytest
 
 from crmjobs import client, runtime
@@ -130,6 +131,23 @@ def test_pages_follow_the_older_link_and_refresh_as_a_fragment(stack, dashboard,
     )
     assert fragment.text.lstrip().startswith('<section id="runs"')
     assert 'hx-trigger="every 2s"' in fragment.text and "<nav>" not in fragment.text
+
+
+def test_a_refresh_of_the_list_is_one_query_of_the_runs_index(
+    stack, dashboard, workspace, monkeypatch
+):
+    _score(workspace.id)
+    operations = []
+    original = botocore.client.BaseClient._make_api_call
+
+    def noted(self, operation, parameters):
+        operations.append((operation, parameters.get("IndexName")))
+        return original(self, operation, parameters)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", noted)
+    dashboard.get("/runs", query_string={"workspace": workspace.id}, headers={"HX-Request": "true"})
+    monkeypatch.undo()
+    assert operations == [("Query", "workspace-index")]
 
 
 def test_a_cursor_cannot_lead_into_another_workspace(stack, workspace, other):

@@ -218,8 +218,10 @@ def create_app(
 
     @app.get("/runs")
     def runs():
-        choices = [] if viewer() else known_workspaces() + [SYSTEM_WORKSPACE]
         args = request.args.to_dict()
+        refresh_only = bool(request.headers.get("HX-Request"))
+        # The workspace picker's choices are for the whole page, not its table's refreshes.
+        choices = [] if viewer() or refresh_only else known_workspaces() + [SYSTEM_WORKSPACE]
         if not viewer() and not args.get("workspace"):
             if not choices:
                 return render_template("runs.html", filters=args, page=None, choices=choices)
@@ -227,7 +229,7 @@ def create_app(
             return redirect(url_for("runs", **args))
         page = list_runs_page(run_filter(), cursor=args.get("cursor"), limit=PAGE_SIZE)
         query = {key: value for key, value in args.items() if value and key != "cursor"}
-        template = "_runs_table.html" if request.headers.get("HX-Request") else "runs.html"
+        template = "_runs_table.html" if refresh_only else "runs.html"
         return render_template(
             template,
             filters=args,
