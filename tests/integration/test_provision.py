@@ -328,6 +328,7 @@ def test_circular_references_are_rejected(aws, tmp_path):
 @pytest.mark.skipif(not REAL_TEMPLATE.exists(), reason="template.yaml is not written yet")
 def test_provisions_the_real_template(aws):
     resources = provision(REAL_TEMPLATE, stack_name="real")
+    declared = Template.load(REAL_TEMPLATE).resources
     environment = resources.environment()
     sqs = boto3.client("sqs", region_name=REGION)
     for task in TASKS.values():
@@ -352,14 +353,19 @@ def test_provisions_the_real_template(aws):
         }
     tables = set(resources.tables.values())
     table_variables = [name for name in environment if name.endswith("_TABLE")]
-    assert len(table_variables) == 12
-    assert {environment[name] for name in table_variables} <= tables
+    # Every table of the template is named to the functions, once.
+    assert len(table_variables) == len(resources.tables) == sum(
+        resource["Type"] == "AWS::DynamoDB::Table" for resource in declared.values()
+    )
+    assert {environment[name] for name in table_variables} == tables
     for function in resources.functions.values():
         assert function.handler_file.is_file(), function.logical_id
         for name, value in function.environment.items():
             if name.startswith("STATE_MACHINE_ARN_"):
                 assert value in resources.state_machines.values(), (function.logical_id, name)
-    assert len(resources.state_machines) == 2
+    assert len(resources.state_machines) == sum(
+        resource["Type"] == "AWS::Serverless::StateMachine" for resource in declared.values()
+    )
     stepfunctions = boto3.client("stepfunctions", region_name=REGION)
     function_arns = {function.arn for function in resources.functions.values()}
     for arn in resources.state_machines.values():
