@@ -356,13 +356,13 @@ CONTRACT: dict[str, set[Grant]] = {
     | {("dynamodb:BatchGetItem", "SuppressionsTable")}
     | _grants(("dynamodb:GetItem", "dynamodb:UpdateItem"), ["CampaignsTable"]),
     # services/campaign_sending.list_recipients: a Query page of the ledger, stale sends
-    # marked unconfirmed (TransactWriteItems of UpdateItem), the campaign's state, counters.
+    # marked unconfirmed (a conditional UpdateItem each), the campaign's state, counters.
     "CampaignRecipientsPageFunction": _grants(
         ("dynamodb:Query", "dynamodb:UpdateItem"), ["DeliveriesTable"]
     )
     | _grants(("dynamodb:GetItem", "dynamodb:UpdateItem"), ["CampaignsTable"]),
-    # services/campaign_sending.send_batch: ledger claims and outcomes (TransactWriteItems
-    # of UpdateItem), the batch's suppressions, the campaign and the account's send
+    # services/campaign_sending.send_batch: ledger claims and outcomes (a conditional
+    # UpdateItem each), the batch's suppressions, the campaign and the account's send
     # schedule (an item of the campaigns table); SES sends from the sender identity through
     # the configuration set only; the account's rate; the unsubscribe link's key.
     "SendCampaignBatchFunction": {
@@ -392,14 +392,15 @@ CONTRACT: dict[str, set[Grant]] = {
         ],
     )
     | _grants(sorted(RESOURCELESS_ACTIONS - {"ses:GetAccount"}), ["*"]),
-    # services/feedback.record_event: its queue; an event's row flag and counter in one
-    # TransactWriteItems (UpdateItem on both), a suppression (conditional PutItem).
+    # services/feedback.record_event: its queue; the recipient's row (its message id), the
+    # event's row flag and counter in one TransactWriteItems (UpdateItem on both), a
+    # suppression (conditional PutItem).
     "CampaignFeedbackFunction": _grants(
         ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"),
         ["CampaignFeedbackQueue"],
     )
     | _grants(("dynamodb:UpdateItem",), ["DeliveriesTable", "CampaignsTable"])
-    | {("dynamodb:PutItem", "SuppressionsTable")},
+    | {("dynamodb:GetItem", "DeliveriesTable"), ("dynamodb:PutItem", "SuppressionsTable")},
     # services/campaigns.cancel_stale_schedules: the campaigns table's stream, the
     # campaign schedules deleted.
     "CampaignStreamFunction": _grants(

@@ -14,7 +14,6 @@ attempt).
 from __future__ import annotations
 
 import random
-import threading
 import time
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
@@ -46,15 +45,17 @@ AUDIENCE_PAGE = 500
 #: Recipients per batch step, and batches per round (the Map's MaxConcurrency).
 BATCH_SIZE = 50
 BATCHES_PER_ROUND = 4
-#: Recipients claimed and given send slots together (one transaction, one reservation).
-CHUNK = 10
+#: Recipients claimed and given send slots together (one reservation, one counter update).
+CHUNK = 20
 #: Sends in flight at once within a batch (each waits for its slot).
-SEND_THREADS = 10
+SEND_THREADS = 12
 #: A batch stops claiming when less than this is left of its Lambda's time.
 TIME_MARGIN_S = 30.0
 #: Passes over the ledger before the execution gives up (recipients still throttled).
 MAX_PASSES = 20
 MAX_THROTTLE_BACKOFF_S = 10.0
+#: How often a batch looks whether the campaign is still its to send (paused, deleted).
+STATUS_CHECK_S = 1.0
 
 ACTIVE = CampaignStatus.ACTIVE.value
 
@@ -218,7 +219,7 @@ def _unconfirm(state: SendState, rows: list[Delivery]) -> None:
 # --------------------------------------------------------------------------- one batch
 
 
-Outcome = Literal["sent", "failed", "unconfirmed", "retry", "stopped"]
+Outcome = Literal["sent", "failed", "unconfirmed", "retry", "stopped", "late"]
 
 
 @dataclass
@@ -230,7 +231,7 @@ class _Result:
 
 class _Batch:
     """Sends one batch: claims a chunk, reserves its slots from the shared schedule, sends
-    each at its slot (in threads), records the chunk's outcomes in one transaction."""
+    each at its slot (in threads), records the chunk's outcomes (a conditional write per row)."""
 
     def __init__(
         self,
@@ -250,16 +251,16 @@ class _Batch:
         self.stopped: str | None = None
         self.throttles = 0
         self._pool = ThreadPoolExecutor(max_workers=SEND_THREADS)
-        self._lock = threading.Lock()
+        self._checked = time.monotonic()  # send_batch has just read the campaign
 
     def _send_one(self, row: Delivery, slot: float) -> _Result:
-        while True:
-            wait = slot - time.time()
-            if wait > 0:
-                time.sleep(wait)
-            if pacing.on_time(slot, time.time()):
-                break
-            slot = send_rate.reserve(1, self.rate).first_slot  # too late: a new slot
+        """Send at the slot; a send that could not start on time is not made ("late": it
+        waits for a slot of the next reservation)."""
+        wait = slot - time.time()
+        if wait > 0:
+            time.sleep(wait)
+        if not pacing.on_time(slot, time.time()):
+            return _Result(row, "late")
         content = self.campaign.content
         outgoing = compose(
             self.sender,
@@ -286,8 +287,8 @@ class _Batch:
             return _Result(row, "unconfirmed", f"{type(exc).__name__}: {exc}")
 
     def _record(self, results: list[_Result]) -> list[Delivery]:
-        """One transaction for the chunk's rows and one counter update; the rows to try
-        again (throttled or stopped: not sent)."""
+        """The chunk's rows (a conditional write each) and one counter update; the rows to
+        try again (throttled or stopped: not sent)."""
         now = utcnow()
         transitions, retry, kinds = [], [], []
         for result in results:
@@ -323,14 +324,13 @@ class _Batch:
 
     def run(self) -> dict[str, Any]:
         queue = deque(self._fail_suppressed([_row(self.batch, r) for r in self.batch.recipients]))
-        left = 0
+        waiting: list[Delivery] = []  # claimed, their slot missed: they wait for new ones
         try:
-            while queue:
+            while queue or waiting:
                 if self.remaining_seconds() < TIME_MARGIN_S or self._not_ours():
-                    left = len(queue)
                     break
-                chunk = [queue.popleft() for _ in range(min(CHUNK, len(queue)))]
-                claimed = deliveries.claim(chunk, utcnow())
+                fresh = [queue.popleft() for _ in range(min(CHUNK - len(waiting), len(queue)))]
+                claimed = waiting + deliveries.claim(fresh, utcnow())
                 if not claimed:
                     continue
                 reservation = send_rate.reserve(len(claimed), self.rate)
@@ -339,11 +339,11 @@ class _Batch:
                     for index, row in enumerate(claimed)
                 ]
                 results = [future.result() for future in futures]
-                again = self._record(results)
+                waiting = [result.row for result in results if result.outcome == "late"]
+                again = self._record([r for r in results if r.outcome != "late"])
                 if any(result.outcome == "stopped" for result in results):
-                    reason = next(r.detail for r in results if r.outcome == "stopped")
-                    self._stop(reason)
-                    left = len(queue) + len(again)
+                    self._stop(next(r.detail for r in results if r.outcome == "stopped"))
+                    queue.extend(again)
                     break
                 if again:
                     self._back_off()
@@ -352,10 +352,17 @@ class _Batch:
                     self.throttles = 0
         finally:
             self._pool.shutdown(wait=True)
-        return {**{k: int(v) for k, v in self.counts.items()}, "released": left,
-                "stopped": self.stopped}
+        if waiting:  # claimed but never sent: back to pending
+            deliveries.transact([deliveries.released(row) for row in waiting])
+        return {**{k: int(v) for k, v in self.counts.items()},
+                "released": len(queue) + len(waiting), "stopped": self.stopped}
 
     def _not_ours(self) -> bool:
+        """The campaign was paused, deleted or taken over (looked up once a second)."""
+        now = time.monotonic()
+        if now - self._checked < STATUS_CHECK_S:
+            return False
+        self._checked = now
         status, sending_run = campaigns.sending_state(
             self.batch.workspaceId, self.batch.campaignId
         )

@@ -14,19 +14,25 @@ from crmjobs.stores import deliveries, suppressions
 
 
 def record_event(event: SesEvent) -> dict[str, Any]:
-    """What the event changed: counted (rows whose counter moved) and suppressed."""
+    """What the event changed: counted (rows whose counter moved) and suppressed. A
+    campaign's event counts only on the row that carries its message id (an event of
+    another workspace's message with these tags changes nothing)."""
     counted = suppressed = 0
     for address in event.addresses:
-        if event.campaign_id != DIRECT_CAMPAIGN and event.counter is not None:
-            counted += deliveries.flag_once(
-                event.workspace_id,
-                event.campaign_id,
-                address,
-                event.counter,
-                utcnow(),
-                message_id=event.message_id,
-                bounce_type=event.bounce_type,
-            )
+        if event.campaign_id != DIRECT_CAMPAIGN:
+            row = deliveries.get(event.workspace_id, event.campaign_id, address)
+            if row is None or row.message_id != event.message_id:
+                continue
+            if event.counter is not None:
+                counted += deliveries.flag_once(
+                    event.workspace_id,
+                    event.campaign_id,
+                    address,
+                    event.counter,
+                    utcnow(),
+                    message_id=event.message_id,
+                    bounce_type=event.bounce_type,
+                )
         if event.suppression_reason is not None:
             suppressed += suppressions.suppress(
                 event.workspace_id, address, event.suppression_reason

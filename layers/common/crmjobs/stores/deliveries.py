@@ -1,6 +1,6 @@
 """The per-recipient ledger of campaigns (the deliveries table): one row per address,
 written once when the audience is listed, then moved pending -> sending -> sent | failed |
-unconfirmed by conditional writes, a chunk of rows per transaction.
+unconfirmed by conditional writes, one per row.
 
 Every read and write names the campaign's key, `<workspaceId>#<campaignId>`, so no
 campaign ever touches another workspace's rows.
@@ -12,13 +12,14 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from typing import Any
 
 from pynamodb.connection import Connection
-from pynamodb.exceptions import PutError, TransactWriteError
+from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
@@ -30,9 +31,10 @@ from crmjobs.errors import Conflict
 from crmjobs.models import Campaign, Delivery
 from crmjobs.stores.dynamodb import CONDITION_FAILED, Page
 
-#: DynamoDB's limits: keys per BatchGetItem, actions per TransactWriteItems.
+#: DynamoDB's limit of keys per BatchGetItem.
 BATCH_GET_LIMIT = 100
-TRANSACTION_LIMIT = 100
+#: Row writes of one call run side by side, each its own conditional request.
+_WRITERS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="ledger-writes")
 _TRANSACTION_TRIES = 8
 #: A transaction item's cancellation reason when its condition did not hold.
 CONDITION_NOT_MET = "ConditionalCheckFailed"
@@ -72,7 +74,7 @@ def listed_by(workspace_id: str, campaign_id: str, addresses: Iterable[str]) -> 
 
 def add_recipients(workspace_id: str, campaign_id: str, people: Sequence[Person]) -> int:
     """Pending rows for people screened as new, written only where no row exists (a
-    conditional put per row, up to TRANSACTION_LIMIT per transaction): how many were new."""
+    conditional put per row): how many were new."""
     key = campaign_key(workspace_id, campaign_id)
     rows = [
         Delivery(
@@ -90,7 +92,7 @@ def add_recipients(workspace_id: str, campaign_id: str, people: Sequence[Person]
         )
         for person in people
     ]
-    return sum(_apply(rows, _put_new))
+    return sum(_each(_put_new, rows))
 
 
 def unfinished_page(
@@ -141,64 +143,52 @@ class Transition:
     condition: Condition
 
 
-def _cancellation_codes(exc: TransactWriteError, size: int) -> list[str | None]:
-    reasons = exc.cancellation_reasons or [None] * size
-    return [reason.code if reason is not None else None for reason in reasons]
-
-
 @cache
 def _connection(region: str, endpoint: str | None) -> Connection:
     """One connection (and so one botocore client) per region and endpoint."""
     return Connection(region=region, host=endpoint)
 
 
-def _update(transaction: TransactWrite, step: Transition) -> None:
-    transaction.update(
-        step.row, actions=step.actions, condition=step.condition, add_version_condition=False
+def _cancellation_codes(exc: TransactWriteError, size: int) -> list[str | None]:
+    reasons = exc.cancellation_reasons or [None] * size
+    return [reason.code if reason is not None else None for reason in reasons]
+
+
+def _held(write: Callable[[], Any]) -> bool:
+    """Run a conditional write: False when its condition did not hold."""
+    try:
+        write()
+    except (UpdateError, PutError) as exc:
+        if exc.cause_response_code == CONDITION_FAILED:
+            return False
+        raise
+    return True
+
+
+def _update(step: Transition) -> bool:
+    return _held(
+        lambda: step.row.update(
+            actions=step.actions, condition=step.condition, add_version_condition=False
+        )
     )
 
 
-def _put_new(transaction: TransactWrite, row: Delivery) -> None:
-    transaction.save(row, condition=Delivery.email.does_not_exist())
+def _put_new(row: Delivery) -> bool:
+    return _held(lambda: row.save(condition=Delivery.email.does_not_exist()))
 
 
-def _commit(items: Sequence[Any], indexes: list[int], write: Callable) -> None:
-    endpoint = config.env("AWS_ENDPOINT_URL_DYNAMODB") or config.env("AWS_ENDPOINT_URL")
-    with TransactWrite(connection=_connection(config.region(), endpoint)) as transaction:
-        for index in indexes:
-            write(transaction, items[index])
+def _each(write: Callable[[Any], bool], items: Sequence[Any]) -> list[bool]:
+    """One conditional request per row, side by side. (Not TransactWriteItems: the rows
+    are independent, and the emulator copies a whole table for every transaction item.)"""
+    if len(items) <= 1:
+        return [write(item) for item in items]
+    return list(_WRITERS.map(write, items))
 
 
 def transact(transitions: Sequence[Transition]) -> list[bool]:
-    """Apply the transitions, up to TRANSACTION_LIMIT per transaction; for each, whether it
-    was applied (False: its condition did not hold, and the others are applied without it).
-    A conflict with another write in progress is retried with backoff."""
-    return _apply(transitions, _update)
-
-
-def _apply(items: Sequence[Any], write: Callable) -> list[bool]:
-    applied = [False] * len(items)
-    for start in range(0, len(items), TRANSACTION_LIMIT):
-        chunk = list(range(start, min(start + TRANSACTION_LIMIT, len(items))))
-        conflicts = 0
-        while chunk:
-            try:
-                _commit(items, chunk, write)
-            except TransactWriteError as exc:
-                codes = _cancellation_codes(exc, len(chunk))
-                if CONDITION_NOT_MET in codes:
-                    kept = zip(chunk, codes, strict=False)
-                    chunk = [index for index, code in kept if code != CONDITION_NOT_MET]
-                    continue
-                conflicts += 1
-                if conflicts >= _TRANSACTION_TRIES:
-                    raise
-                time.sleep(min(1.0, 0.02 * 2**conflicts) * random.uniform(0.5, 1.0))
-                continue
-            for index in chunk:
-                applied[index] = True
-            break
-    return applied
+    """Apply each transition (a conditional UpdateItem); for each, whether it was applied
+    (False: its condition did not hold)."""
+    return _each(_update, transitions)
 
 
 def claim(rows: Sequence[Delivery], now: datetime) -> list[Delivery]:

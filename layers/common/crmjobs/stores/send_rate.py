@@ -16,6 +16,9 @@ from crmjobs.stores.dynamodb import CONDITION_FAILED
 from crmjobs.tasks import SYSTEM_WORKSPACE
 
 SCHEDULE_ID = "ses-send-schedule"
+#: How far ahead the earliest slot of a reservation is: more than the reservation's own
+#: round trip, so a send is not already late when its slot arrives.
+LEAD_S = 0.1
 
 
 def _item() -> SendSchedule:
@@ -23,26 +26,28 @@ def _item() -> SendSchedule:
 
 
 def reserve(count: int, rate: float, clock: Callable[[], float] = time.time) -> Reservation:
-    """`count` consecutive slots, `1 / rate` apart, starting no earlier than now."""
+    """`count` consecutive slots, `1 / rate` apart, starting no earlier than LEAD_S from
+    now (so the first slot is not already past when the answer arrives)."""
     duration = count / rate
     while True:
-        now = clock()
+        earliest = clock() + LEAD_S
         schedule = _item()
         try:
             schedule.update(
                 actions=[SendSchedule.next_free.add(duration)],
-                condition=SendSchedule.next_free >= now,
+                condition=SendSchedule.next_free >= earliest,
             )
             return Reservation(float(schedule.next_free) - duration, count, rate)
         except UpdateError as exc:
             if exc.cause_response_code != CONDITION_FAILED:
                 raise
-        try:  # idle: the schedule is behind now, so it restarts at now
+        try:  # idle: the schedule is behind, so it restarts at the earliest slot
             _item().update(
-                actions=[SendSchedule.next_free.set(now + duration)],
-                condition=SendSchedule.next_free.does_not_exist() | (SendSchedule.next_free < now),
+                actions=[SendSchedule.next_free.set(earliest + duration)],
+                condition=SendSchedule.next_free.does_not_exist()
+                | (SendSchedule.next_free < earliest),
             )
-            return Reservation(now, count, rate)
+            return Reservation(earliest, count, rate)
         except UpdateError as exc:
             if exc.cause_response_code != CONDITION_FAILED:
                 raise
