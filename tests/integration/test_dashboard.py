@@ -315,7 +315,7 @@ def test_without_a_valid_token_every_page_asks_to_sign_in(stack, scoped, tokens)
         assert response.status_code == 302 and "/signin" in response.headers["Location"]
     refused = visitor.post("/signin", data={"token": "not-a-token"})
     assert refused.status_code == 401 and "token refused" in refused.text
-    foreign = LocalJwtAuthorizer(key="another-key").issue("ws-1")
+    foreign = LocalJwtAuthorizer(key="another-local-key-of-32-bytes-or-more").issue("ws-1")
     assert visitor.post("/signin", data={"token": foreign}).status_code == 401
 
 

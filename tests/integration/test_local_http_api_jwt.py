@@ -53,7 +53,7 @@ def test_the_template_turns_jwt_mode_on(stack):
 
 def test_without_a_valid_token_the_authorizer_answers_401(stack, jwt_api, tokens):
     assert requests.get(f"{jwt_api}/tasks", timeout=10).status_code == 401
-    foreign = LocalJwtAuthorizer(key="another-key").issue("ws-1")
+    foreign = LocalJwtAuthorizer(key="another-local-key-of-32-bytes-or-more").issue("ws-1")
     expired = tokens.issue("ws-1", ttl_s=-60)
     for token in (foreign, expired, "garbage"):
         response = requests.get(
