@@ -18,14 +18,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from crmjobs import ledger
-from crmjobs.adapters import queues, schedules
+from crmjobs import concurrency, ledger, limits
+from crmjobs.adapters import queues, schedules, state_machines
 from crmjobs.envelope import run_message
 from crmjobs.errors import Conflict, InvalidInput, NotFound
-from crmjobs.ledger import RunStatus, RunView
+from crmjobs.ledger import CANCELABLE, RunStatus, RunView
 from crmjobs.models import Run
 from crmjobs.schemas import Payload, parse_payload, payload_json
-from crmjobs.tasks import get_task
+from crmjobs.tasks import SYSTEM_WORKSPACE, get_task
 
 MAX_SQS_DELAY = timedelta(minutes=15)
 
@@ -39,16 +39,15 @@ class TriggerRequest:
     tags: Sequence[str] = field(default_factory=tuple)
 
 
-def _delay(value: float | timedelta | None) -> timedelta:
-    delay = value if isinstance(value, timedelta) else timedelta(seconds=value or 0)
-    if delay < timedelta(0):
-        raise InvalidInput("delay must not be negative")
-    return delay
-
-
 def _validate(request: TriggerRequest) -> tuple[Payload, timedelta]:
+    """The request's payload and delay, every option checked against crmjobs.limits."""
     get_task(request.task)
-    return parse_payload(request.task, request.payload), _delay(request.delay)
+    limits.check_tags(request.tags)
+    limits.check_idempotency_key(request.idempotency_key)
+    delay = limits.delay_of(request.delay)
+    payload = parse_payload(request.task, request.payload)
+    limits.check_payload_size(payload_json(payload))
+    return payload, delay
 
 
 def _record(
@@ -58,7 +57,8 @@ def _record(
     source: str,
     replay_of: str | None = None,
 ) -> tuple[Run, bool]:
-    """Record one run: (run, created). An idempotent repeat returns the first run."""
+    """Record one run: (run, created). An idempotent repeat returns the first run; a
+    replay may take its key over from the run it replays."""
     run = ledger.new_run(
         run_id=ledger.new_run_id(),
         task=request.task,
@@ -72,7 +72,7 @@ def _record(
         run_at=ledger.iso(datetime.now(UTC) + delay) if delay else None,
     )
     if request.idempotency_key:
-        return ledger.create_once(run, request.idempotency_key)
+        return ledger.create_once(run, request.idempotency_key, taking_over_from=replay_of)
     return ledger.create(run), True
 
 
@@ -155,14 +155,14 @@ def trigger(
     source: str = "client",
 ) -> RunView:
     """Record a run and queue it; the same idempotency key within 24 h returns the first run."""
-    request = TriggerRequest(task, payload, idempotency_key, delay, tuple(tags))
+    request = TriggerRequest(task, payload, idempotency_key, delay, tags)
     return batch_trigger([request], source=source)[0]
 
 
 def _require(run_id: str, workspace_id: str | None) -> Run:
-    run = ledger.get(run_id, workspace_id)
+    run = ledger.get(run_id, workspace_id) if limits.is_run_id(run_id) else None
     if run is None:
-        raise NotFound(f"run {run_id} not found")
+        raise NotFound(f"run {run_id[:200]} not found")
     return run
 
 
@@ -178,6 +178,8 @@ def list_runs(
     tag: str | None = None,
     limit: int = 50,
 ) -> list[RunView]:
+    if workspace_id != SYSTEM_WORKSPACE and not limits.is_entity_id(workspace_id):
+        raise InvalidInput(f"not a workspace id: {workspace_id[:200]!r}")
     if task:
         get_task(task)
     if status and status not in RunStatus.__members__:
@@ -187,27 +189,70 @@ def list_runs(
 
 
 def cancel(run_id: str, workspace_id: str | None = None) -> RunView:
-    """A QUEUED or DELAYED run never executes: its message is skipped, its schedule deleted."""
+    """Cancel a run; canceling gives its idempotency key back.
+
+    A QUEUED or DELAYED run never executes: its message is skipped, its schedule deleted.
+    An EXECUTING bulk run's execution is stopped and the run is CANCELED at once with its
+    totals so far. Any other EXECUTING run gets a cancel request (`cancelRequested`): its
+    service stops at its next check between units of work, and the runtime never starts
+    or retries another attempt of it; it ends CANCELED (or COMPLETED, if it finished
+    first).
+    """
     run = _require(run_id, workspace_id)
+    if run.status == RunStatus.EXECUTING:
+        return RunView.of(_cancel_executing(run))
     try:
         ledger.cancel(run)
     except Conflict:
         raise InvalidInput(
-            f"run {run_id} is {run.status}; only QUEUED or DELAYED runs can be canceled"
+            f"run {run_id} is {run.status}; only QUEUED or DELAYED runs can be canceled "
+            "(and EXECUTING ones asked to stop)"
         ) from None
     if run.schedule_name:
         schedules.delete(run.schedule_name)  # False if it fired: the runtime skips the run
     return RunView.of(run)
 
 
-def replay(run_id: str, workspace_id: str | None = None) -> RunView:
-    """A new run of the same task with the same payload."""
+def _cancel_executing(run: Run) -> Run:
+    try:
+        ledger.request_cancel(run)
+    except Conflict:
+        current = ledger.get(run.id)
+        if current is not None and current.status in CANCELABLE:  # between two attempts
+            ledger.cancel(current)
+            return current
+        status = current.status if current is not None else "gone"
+        raise InvalidInput(f"run {run.id} finished meanwhile ({status})") from None
+    if not (run.execution and run.state_machine):
+        return run
+    state_machines.stop_chain(run.state_machine, run.execution, "canceled by request")
+    stopped = ledger.get(run.id)
+    try:
+        ledger.record_canceled(stopped, "canceled while executing", output=stopped.output)
+    except Conflict:
+        return stopped  # its last step finished it first
+    concurrency.release(stopped.workspace_id, stopped.id)
+    return stopped
+
+
+def replay(
+    run_id: str, workspace_id: str | None = None, *, keep_idempotency_key: bool = False
+) -> RunView:
+    """A new run of the same task with the same payload. With `keep_idempotency_key` (a
+    redrive) it takes the original's key over, so a later trigger with that key finds the
+    replay; if the key made another run meanwhile, that run is returned (deduplicated)."""
     original = _require(run_id, workspace_id)
-    request = TriggerRequest(original.task, original.payload, tags=tuple(original.tags or ()))
+    request = TriggerRequest(
+        original.task,
+        original.payload,
+        idempotency_key=original.idempotency_key if keep_idempotency_key else None,
+        tags=tuple(original.tags or ()),
+    )
     payload, delay = _validate(request)
-    run, _ = _record(request, payload, delay, "replay", replay_of=original.id)
-    _enqueue([(run, delay)])
-    return RunView.of(run)
+    run, created = _record(request, payload, delay, "replay", replay_of=original.id)
+    if created:
+        _enqueue([(run, delay)])
+    return RunView.of(run, deduplicated=not created)
 
 
 def wait(run_id: str, *, timeout: float = 60, poll: float = 0.2) -> RunView:

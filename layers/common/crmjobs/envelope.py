@@ -5,7 +5,8 @@ payload) and the message attributes the job runner uses."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 #: A producer's key that makes its repeated plain messages one run (string attribute).
@@ -55,3 +56,6 @@ class Delivery:
     receipt_handle: str
     idempotency_key: str | None = None
     slot_waits: int = 0
+    #: Every string and number attribute as received (kept when the message is
+    #: dead-lettered, so a redrive sends them again).
+    attributes: Mapping[str, str] = field(default_factory=dict)

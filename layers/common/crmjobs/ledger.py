@@ -132,6 +132,7 @@ def new_run(
     source: str = "client",
     replay_of: str | None = None,
     run_at: str | None = None,
+    message_id: str | None = None,
 ) -> Run:
     created = now_iso()
     return Run(
@@ -148,6 +149,7 @@ def new_run(
         idempotency_key=idempotency_key,
         source=source,
         replay_of=replay_of,
+        message_id=message_id,
         run_at=run_at,
         created_at=created,
         updated_at=created,
@@ -162,20 +164,23 @@ def create(run: Run) -> Run:
     return run
 
 
-def create_once(run: Run, idempotency_key: str) -> tuple[Run, bool]:
-    """Create the run unless the key already made one within its TTL: (run, created)."""
+def create_once(
+    run: Run, idempotency_key: str, *, taking_over_from: str | None = None
+) -> tuple[Run, bool]:
+    """Create the run unless the key already made one within its TTL: (run, created).
+    With `taking_over_from`, the key may point at that run: it moves to the new one (a
+    redriven run keeps its key)."""
     guard_id = TriggerKey.key_for(run.task, run.workspace_id, idempotency_key)
     ttl = timedelta(
         seconds=config.int_setting("IDEMPOTENCY_TTL_SECONDS", int(IDEMPOTENCY_TTL.total_seconds()))
     )
     guard = TriggerKey(id=guard_id, run_id=run.id, expiration=ttl)
+    free = TriggerKey.id.does_not_exist() | (TriggerKey.expiration < datetime.now(UTC))
+    if taking_over_from is not None:
+        free = free | (TriggerKey.run_id == taking_over_from)
     try:
         with TransactWrite(connection=Connection(region=config.region())) as transaction:
-            transaction.save(
-                guard,
-                condition=TriggerKey.id.does_not_exist()
-                | (TriggerKey.expiration < datetime.now(UTC)),
-            )
+            transaction.save(guard, condition=free)
             transaction.save(run, condition=Run.id.does_not_exist())
         return run, True
     except TransactWriteError as exc:
@@ -264,13 +269,20 @@ def start_attempt(run: Run) -> Run:
     )
 
 
-def detach(run: Run, execution: str) -> bool:
+def detach(run: Run, execution: str, state_machine: str | None = None) -> bool:
     """The attempt goes on in a state machine execution, which finishes the run. False
-    when the execution already finished it (an empty workspace can be that quick)."""
+    when the execution already finished it (an empty workspace can be that quick). With
+    its state machine recorded, canceling the run stops the execution."""
     try:
         with conflict_on_failed_condition(f"run {run.id} is no longer at this attempt"):
             run.update(
-                actions=[Run.execution.set(execution), Run.updated_at.set(now_iso())],
+                actions=[
+                    Run.execution.set(execution),
+                    Run.state_machine.set(state_machine)
+                    if state_machine
+                    else Run.state_machine.remove(),
+                    Run.updated_at.set(now_iso()),
+                ],
                 condition=(Run.status == str(RunStatus.EXECUTING))
                 & (Run.attempts == int(run.attempts or 0)),
             )
@@ -307,34 +319,55 @@ def record_failed(run: Run, message: str, kind: str) -> Run:
 
 
 def retry_later(run: Run, message: str, kind: str) -> Run:
-    """EXECUTING -> QUEUED with the error kept, until the next attempt starts."""
+    """EXECUTING -> QUEUED with the error kept, until the next attempt starts (which starts
+    over: the attempt's progress is dropped)."""
     return _transition(
         run,
         RunStatus.QUEUED,
         Run.status == str(RunStatus.EXECUTING),
         error=_error(message, kind, int(run.attempts or 0)),
         execution=None,
+        state_machine=None,
+        output=None,
     )
 
 
+def record_progress(run_id: str, attempt: int, output: dict[str, Any]) -> bool:
+    """What an attempt that goes on in a state machine has done so far (its totals), kept
+    as the run's output while it executes; False when the run is no longer at that attempt
+    (finished, canceled or retried meanwhile)."""
+    try:
+        with conflict_on_failed_condition(f"run {run_id} is no longer at attempt {attempt}"):
+            Run(id=run_id).update(
+                actions=[Run.output.set(output), Run.updated_at.set(now_iso())],
+                condition=(Run.status == str(RunStatus.EXECUTING)) & (Run.attempts == attempt),
+            )
+    except Conflict:
+        return False
+    return True
+
+
 def cancel(run: Run) -> Run:
-    """A run that has not started yet never will."""
-    return _transition(
+    """A run that has not started yet never will (and gives its idempotency key back)."""
+    _transition(
         run,
         RunStatus.CANCELED,
         Run.status.is_in(*(str(s) for s in CANCELABLE)),
         finished_at=now_iso(),
     )
+    release_idempotency_key(run)
+    return run
 
 
 def request_cancel(run: Run) -> None:
     """Ask an executing run to stop: its service sees the flag between units of work
-    (RunContext.cancel_requested) and ends the run CANCELED."""
+    (RunContext.cancel_requested) and ends the run CANCELED; the runtime never retries it."""
     with conflict_on_failed_condition(f"run {run.id} is not executing"):
         run.update(
             actions=[Run.cancel_requested.set(True), Run.updated_at.set(now_iso())],
             condition=Run.status == str(RunStatus.EXECUTING),
         )
+    run.cancel_requested = True
 
 
 def cancel_requested(run_id: str) -> bool:
@@ -346,15 +379,20 @@ def cancel_requested(run_id: str) -> bool:
     return bool(run.cancel_requested)
 
 
-def record_canceled(run: Run, message: str) -> Run:
-    """An executing run stopped on request: CANCELED, with why, never retried."""
-    return _transition(
+def record_canceled(run: Run, message: str, *, output: Any = None) -> Run:
+    """A run stopped on request while it executed (or waited for its next attempt):
+    CANCELED with why and what it did so far (`output`), never retried; its idempotency
+    key is given back."""
+    _transition(
         run,
         RunStatus.CANCELED,
-        Run.status == str(RunStatus.EXECUTING),
+        Run.status.is_in(str(RunStatus.EXECUTING), str(RunStatus.QUEUED)),
         error=_error(message, "RunCanceled", int(run.attempts or 0)),
+        output=output,
         finished_at=now_iso(),
     )
+    release_idempotency_key(run)
+    return run
 
 
 def record_schedule(run: Run, schedule_name: str) -> None:
@@ -396,17 +434,43 @@ def list_runs(
 
 
 def ensure_plain_message_run(
-    *, run_id: str, task: str, workspace_id: str, payload: dict[str, Any], source: str
+    *,
+    run_id: str,
+    task: str,
+    workspace_id: str,
+    payload: dict[str, Any],
+    source: str,
+    message_id: str | None = None,
 ) -> Run:
     """The run of a message published without the client: created on first delivery."""
     existing = get(run_id)
     if existing is not None:
         return existing
     run = new_run(
-        run_id=run_id, task=task, workspace_id=workspace_id, payload=payload, source=source
+        run_id=run_id,
+        task=task,
+        workspace_id=workspace_id,
+        payload=payload,
+        source=source,
+        message_id=message_id,
     )
     try:
         with conflict_on_failed_condition(f"run {run_id} exists"):
             return create(run)
     except Conflict:
         return Run.get(run_id, consistent_read=True)  # recorded by a concurrent delivery
+
+
+def record_rejected(run: Run, message: str) -> Run:
+    """Record a run FAILED from the start: a message the runtime refuses as it is (over a
+    limit, a malformed envelope). The run recorded earlier for that message, if any."""
+    finished = now_iso()
+    run.status = str(RunStatus.FAILED)
+    run.workspace_status = f"{run.workspace_id}#{RunStatus.FAILED}"
+    run.error = _error(message, "InvalidInput", 0)
+    run.finished_at = finished
+    try:
+        with conflict_on_failed_condition(f"run {run.id} exists"):
+            return create(run)
+    except Conflict:
+        return Run.get(run.id, consistent_read=True)

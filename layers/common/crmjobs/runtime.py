@@ -23,10 +23,10 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel
 
-from crmjobs import concurrency, config, envelope, ledger
+from crmjobs import concurrency, config, envelope, ledger, limits
 from crmjobs.adapters import queues
 from crmjobs.envelope import Delivery, MessageBody, read_body, run_message
-from crmjobs.errors import PermanentError, RunCanceled
+from crmjobs.errors import InvalidInput, PermanentError, RunCanceled
 from crmjobs.ledger import FINISHED, RunConflict, RunStatus
 from crmjobs.models import Run
 from crmjobs.observability import emit_metric, logger
@@ -73,9 +73,11 @@ class RetryLater(Exception):
 @dataclass(frozen=True)
 class Detached:
     """A service's answer when its work goes on in a state machine execution, which
-    reports the outcome with `finish_detached_run`."""
+    reports the outcome with `finish_detached_run`. With its state machine named, canceling
+    the run stops the execution (a chain of them: crmjobs.domain.execution_chains)."""
 
     execution: str
+    state_machine: str | None = None
 
 
 def execution_name(run_id: str, attempt: int) -> str:
@@ -97,17 +99,28 @@ def backoff_seconds(attempt: int) -> int:
     return min(MAX_BACKOFF_SECONDS, math.ceil(base * random.uniform(1.0, 1.25)))
 
 
-def _run_for(task: TaskSpec, body: MessageBody, delivery: Delivery) -> Run:
+def _recordable_payload(body: MessageBody) -> dict[str, Any]:
+    return body.payload if isinstance(body.payload, dict) else {"body": body.payload}
+
+
+def _record_workspace(payload: dict[str, Any]) -> str:
+    """The workspace a message's run is recorded in: its payload's, when that is a workspace
+    id at all (else the system's, where the payload's validation fails it)."""
+    workspace = payload.get("workspaceId")
+    return workspace if limits.is_entity_id(workspace) else SYSTEM_WORKSPACE
+
+
+def _run_for(task: TaskSpec, body: MessageBody, delivery: Delivery) -> Run | None:
     """The message's run: the envelope's, or one recorded now for a plain message (its id
     stable across redeliveries; with an idempotency key, one run per key within its TTL,
-    shared with the client's keys)."""
+    shared with the client's keys). None for a plain message whose key already made
+    another message's run (or a client's): a duplicate, whatever its body says."""
     if body.is_envelope:
         run = ledger.get(body.run_id)
         if run is not None:
             return run
-    payload = body.payload if isinstance(body.payload, dict) else {"body": body.payload}
-    workspace = payload.get("workspaceId")
-    workspace = workspace if isinstance(workspace, str) and workspace else SYSTEM_WORKSPACE
+    payload = _recordable_payload(body)
+    workspace = _record_workspace(payload)
     run_id = body.run_id or ledger.run_id_for_message(task.name, delivery.message_id)
     if delivery.idempotency_key and not body.is_envelope:
         existing = ledger.get(run_id)
@@ -120,11 +133,100 @@ def _run_for(task: TaskSpec, body: MessageBody, delivery: Delivery) -> Run:
             payload=payload,
             idempotency_key=delivery.idempotency_key,
             source="sqs",
+            message_id=delivery.message_id,
         )
-        return ledger.create_once(run, delivery.idempotency_key)[0]
+        run = ledger.create_once(run, delivery.idempotency_key)[0]
+        if run.id != run_id:
+            logger.info(
+                "duplicate message: its idempotency key belongs to another run; acknowledged",
+                extra={
+                    "message_id": delivery.message_id,
+                    "first_message_id": run.message_id,
+                    "first_run_id": run.id,
+                    "idempotency_key": delivery.idempotency_key,
+                },
+            )
+            return None
+        return run
     return ledger.ensure_plain_message_run(
-        run_id=run_id, task=task.name, workspace_id=workspace, payload=payload, source="sqs"
+        run_id=run_id,
+        task=task.name,
+        workspace_id=workspace,
+        payload=payload,
+        source="sqs",
+        message_id=None if body.is_envelope else delivery.message_id,
     )
+
+
+def _unacceptable(delivery: Delivery, body: MessageBody) -> str | None:
+    """Why the runtime cannot take the message as it is (a limit of crmjobs.limits, a
+    malformed envelope), or None."""
+    size = len(delivery.body.encode())
+    if size > (limits.MAX_MESSAGE_BYTES if body.is_envelope else limits.MAX_PAYLOAD_BYTES):
+        return (
+            f"the message body is {size:,} bytes; a payload may be at most "
+            f"{limits.MAX_PAYLOAD_BYTES:,} bytes"
+        )
+    if body.is_envelope and not limits.is_run_id(body.run_id):
+        return (
+            f"the envelope's runId ({len(body.run_id):,} characters) is not a run id: 1 to "
+            f"{limits.MAX_RUN_ID_LENGTH} letters, digits, '_' or '-'"
+        )
+    try:
+        limits.check_idempotency_key(delivery.idempotency_key)
+    except InvalidInput as exc:
+        return f"the {envelope.IDEMPOTENCY_KEY_ATTRIBUTE} attribute: {exc}"
+    return None
+
+
+def _carried_attributes(delivery: Delivery | None, run: Run | None) -> dict[str, str]:
+    """The message attributes a dead letter keeps (a redrive sends them again): the
+    delivery's, and the run's idempotency key; not the runtime's own bookkeeping."""
+    carried = {
+        name: value
+        for name, value in (delivery.attributes if delivery else {}).items()
+        if name
+        not in (
+            envelope.SLOT_WAITS_ATTRIBUTE,
+            envelope.DEAD_LETTER_RUN_ATTRIBUTE,
+            envelope.DEAD_LETTER_ERROR_ATTRIBUTE,
+        )
+    }
+    if run is not None and run.idempotency_key:
+        carried[envelope.IDEMPOTENCY_KEY_ATTRIBUTE] = run.idempotency_key
+    return carried
+
+
+def _reject(task: TaskSpec, delivery: Delivery, body: MessageBody, reason: str) -> None:
+    """A message the runtime cannot take: a FAILED run records why (with its payload when
+    that fits a run record), the message goes to the dead-letter queue with the reason, on
+    its first receive; never retried."""
+    payload = _recordable_payload(body)
+    fits = limits.json_bytes(payload) <= limits.MAX_PAYLOAD_BYTES
+    run = ledger.record_rejected(
+        ledger.new_run(
+            run_id=ledger.run_id_for_message(task.name, delivery.message_id),
+            task=task.name,
+            workspace_id=_record_workspace(payload) if fits else SYSTEM_WORKSPACE,
+            payload=payload if fits else {},
+            source="sqs",
+            message_id=delivery.message_id,
+        ),
+        f"message rejected: {reason}",
+    )
+    logger.warning(
+        "message rejected",
+        extra={"message_id": delivery.message_id, "run_id": run.id, "reason": reason},
+    )
+    attributes: dict[str, str | int] = {
+        **_carried_attributes(delivery, None),
+        envelope.DEAD_LETTER_ERROR_ATTRIBUTE: f"rejected: {reason}"[:1000],
+    }
+    attributes.pop(envelope.IDEMPOTENCY_KEY_ATTRIBUTE, None)  # it may be the reason
+    if fits:  # a redrive replays the recorded run; otherwise it sends the body again
+        attributes[envelope.DEAD_LETTER_RUN_ATTRIBUTE] = run.id
+    queues.dead_letter(task.name, delivery.body, attributes)
+    emit_metric("MessagesRejected", task.name)
 
 
 def _execute(service: Service, payload: Payload, context: RunContext) -> Any:
@@ -135,7 +237,11 @@ def _execute(service: Service, payload: Payload, context: RunContext) -> Any:
     write that completes the run, so no separate idempotency record is needed.
     """
     output = service(payload, context)
-    return output.model_dump(mode="json") if isinstance(output, BaseModel) else output
+    if isinstance(output, Detached):
+        return output
+    output = output.model_dump(mode="json") if isinstance(output, BaseModel) else output
+    limits.check_output_size(output)
+    return output
 
 
 def _send_back_to_wait(task: TaskSpec, delivery: Delivery, run: Run) -> None:
@@ -152,13 +258,16 @@ def _send_back_to_wait(task: TaskSpec, delivery: Delivery, run: Run) -> None:
     emit_metric("RunsWaitingForSlot", task.name)
 
 
-def _dead_letter_run(task: TaskSpec, run: Run, body: str, error: str, kind: str) -> None:
+def _dead_letter_run(
+    task: TaskSpec, run: Run, body: str, error: str, kind: str, delivery: Delivery | None = None
+) -> None:
     """The last attempt failed: the message goes to the dead-letter queue (first, so a
-    failed send leaves the run to be retried), then the run is FAILED."""
+    failed send leaves the run to be retried) with its attributes, then the run is FAILED."""
     queues.dead_letter(
         task.name,
         body,
         {
+            **_carried_attributes(delivery, run),
             envelope.DEAD_LETTER_RUN_ATTRIBUTE: run.id,
             envelope.DEAD_LETTER_ERROR_ATTRIBUTE: error[:1000],
         },
@@ -183,7 +292,13 @@ def process_delivery(
 ) -> None:
     """One delivery; returns to acknowledge it, raises to leave it for a later attempt."""
     body = read_body(delivery.body)
+    problem = _unacceptable(delivery, body)
+    if problem is not None:
+        _reject(task, delivery, body, problem)
+        return
     run = _run_for(task, body, delivery)
+    if run is None:
+        return  # a duplicate of another message's run
     logger.append_keys(run_id=run.id, workspace_id=run.workspace_id)
     if run.task != task.name:
         logger.error("message names a run of another task; dropped", extra={"task": run.task})
@@ -196,6 +311,11 @@ def process_delivery(
         return
     if run.status == RunStatus.EXECUTING and not ledger.attempt_lost(run):
         _look_again_later(task, delivery, run)
+    if run.cancel_requested:  # canceled while an earlier attempt executed: no other one
+        ledger.record_canceled(run, "canceled before its next attempt", output=run.output)
+        concurrency.release(run.workspace_id, run.id)
+        emit_metric("RunsCanceled", task.name)
+        return
     try:
         # A bad deployment fails the run with the variable's name (checked once per
         # container); the runtime's own tables, if missing, already failed to find the run.
@@ -209,7 +329,7 @@ def process_delivery(
         return
     if ledger.attempt_lost(run) and int(run.attempts) >= task.attempts:
         error = f"attempt {int(run.attempts)} was lost (timed out or crashed)"
-        _dead_letter_run(task, run, delivery.body, error, "AttemptLost")
+        _dead_letter_run(task, run, delivery.body, error, "AttemptLost", delivery)
         concurrency.release(run.workspace_id, run.id)
         return
     if not concurrency.acquire(run.workspace_id, run.id, limit):
@@ -259,9 +379,14 @@ def _attempt(
         return False
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
+        if ledger.cancel_requested(run.id):
+            logger.info("attempt failed after a cancel request", extra={"error": error})
+            ledger.record_canceled(run, f"canceled while executing (the attempt failed: {error})")
+            emit_metric("RunsCanceled", task.name)
+            return False
         if attempt >= task.attempts:
             logger.exception("run failed after its last attempt", extra={"attempt": attempt})
-            _dead_letter_run(task, run, delivery.body, error, type(exc).__name__)
+            _dead_letter_run(task, run, delivery.body, error, type(exc).__name__, delivery)
             return False
         delay = backoff_seconds(attempt)
         logger.warning("attempt failed; retrying", extra={"attempt": attempt, "delay": delay})
@@ -270,7 +395,7 @@ def _attempt(
         emit_metric("RunsRetried", task.name)
         raise
     if isinstance(output, Detached):
-        if ledger.detach(run, output.execution):
+        if ledger.detach(run, output.execution, output.state_machine):
             concurrency.extend(run.workspace_id, run.id, concurrency.DETACHED_LEASE_SECONDS)
         return True  # the slot is the execution's: its last step gives it back
     ledger.complete(run, output)
@@ -300,6 +425,9 @@ def finish_detached_run(
         if error is None:
             ledger.complete(run, output)
             emit_metric("RunsCompleted", task.name)
+        elif run.cancel_requested:
+            ledger.record_canceled(run, f"canceled while executing ({error})", output=run.output)
+            emit_metric("RunsCanceled", task.name)
         elif int(run.attempts) >= task.attempts:
             message = run_message(run.id, run.payload)
             _dead_letter_run(task, run, message, error, "StateMachineFailed")

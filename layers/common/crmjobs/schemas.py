@@ -9,7 +9,15 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+)
 
 from crmjobs.errors import InvalidInput
 from crmjobs.tasks import SYSTEM_WORKSPACE, get_task
@@ -17,6 +25,16 @@ from crmjobs.tasks import SYSTEM_WORKSPACE, get_task
 #: Ids of workspaces and records: no leading underscore (reserved for "_system") and no
 #: ":" (the separator of the index's chunk ids).
 EntityId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")]
+
+
+def _not_a_number(value: Any) -> Any:
+    if isinstance(value, int | float):
+        raise ValueError("must be ISO-8601 text with a timezone, not a number")
+    return value
+
+
+#: ISO-8601 text with a timezone (pydantic alone would also read a number as an epoch).
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_not_a_number)]
 
 
 class Payload(BaseModel):
@@ -38,7 +56,7 @@ class BulkScoreLeadsPayload(Payload):
 
 
 class ScheduledLeadScoringPayload(Payload):
-    scheduledTime: AwareDatetime | None = None
+    scheduledTime: Timestamp | None = None
     #: The next page of active workspaces starts after this one (the job sends itself
     #: one message per page); absent for the first page.
     afterWorkspaceId: EntityId | None = None
@@ -62,13 +80,13 @@ class SendCampaignPayload(Payload):
     workspaceId: EntityId
     campaignId: EntityId
     #: Set by schedule-campaign's schedule: send only if still scheduled for this time.
-    scheduledFor: AwareDatetime | None = None
+    scheduledFor: Timestamp | None = None
 
 
 class ScheduleCampaignPayload(Payload):
     workspaceId: EntityId
     campaignId: EntityId
-    scheduledFor: AwareDatetime
+    scheduledFor: Timestamp
 
 
 class ExecuteAgentPayload(Payload):
@@ -82,11 +100,11 @@ class ExecuteAgentPayload(Payload):
 class ProcessActiveAgentsPayload(Payload):
     workspaceId: EntityId | None = None
     #: The firing's time (its schedule sends it): which agent schedules are due.
-    scheduledTime: AwareDatetime | None = None
+    scheduledTime: Timestamp | None = None
 
 
 class ScheduledAgentHealthCheckPayload(Payload):
-    scheduledTime: AwareDatetime | None = None
+    scheduledTime: Timestamp | None = None
 
 
 PAYLOAD_MODELS: dict[str, type[Payload]] = {

@@ -34,6 +34,11 @@ def delivery_of(record: SQSRecord) -> Delivery:
         receipt_handle=record.receipt_handle,
         idempotency_key=_attribute(record, envelope.IDEMPOTENCY_KEY_ATTRIBUTE),
         slot_waits=int(slot_waits) if slot_waits and slot_waits.isdecimal() else 0,
+        attributes={
+            name: attribute["stringValue"]
+            for name, attribute in (record.raw_event.get("messageAttributes") or {}).items()
+            if attribute.get("stringValue") is not None
+        },
     )
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from crmjobs.adapters.aws import client as aws_client
+from crmjobs.domain.execution_chains import ChainedExecution
 from crmjobs.errors import Conflict
 
 RUNNING = "RUNNING"
@@ -75,3 +76,16 @@ def stop(state_machine_arn: str, name: str, cause: str) -> bool:
             return False
         raise
     return True
+
+
+def stop_chain(state_machine_arn: str, first: str, cause: str) -> list[str]:
+    """Stop whatever runs of a chain of executions (a bulk run's attempt, whose first
+    execution is named `first`): they are looked up by name until one was never started.
+    The names of those that were running."""
+    stopped = []
+    execution = ChainedExecution.parse(first)
+    while status(state_machine_arn, execution.name) is not None:
+        if stop(state_machine_arn, execution.name, cause):
+            stopped.append(execution.name)
+        execution = execution.successor()
+    return stopped

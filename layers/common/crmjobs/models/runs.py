@@ -66,8 +66,12 @@ class Run(Model):
     idempotency_key = UnicodeAttribute(null=True, attr_name="idempotencyKey")
     source = UnicodeAttribute(default="client")
     replay_of = UnicodeAttribute(null=True, attr_name="replayOf")
+    #: A plain message's run: the message that recorded it.
+    message_id = UnicodeAttribute(null=True, attr_name="messageId")
     schedule_name = UnicodeAttribute(null=True, attr_name="scheduleName")
     execution = UnicodeAttribute(null=True)
+    #: The state machine of `execution`, when canceling the run may stop it.
+    state_machine = UnicodeAttribute(null=True, attr_name="stateMachine")
     #: Set when someone asks an executing run to stop; its service checks it between units.
     cancel_requested = BooleanAttribute(null=True, attr_name="cancelRequested")
     run_at = UnicodeAttribute(null=True, attr_name="runAt")

@@ -2,9 +2,10 @@
 
 A message the runtime dead-lettered carries its run's id (`runId` attribute) and the
 error. That run is FAILED in the ledger, so redriving it is a replay (a new run with the
-same payload, `replayOf` the original): sending the message again would only be skipped as
-a finished run. A message without a run id (SQS's own redrive, after `maxReceiveCount`, of
-a message the runtime never saw) goes back to the task's queue as it is.
+same payload, `replayOf` the original, taking over its idempotency key): sending the
+message again would only be skipped as a finished run. A message without a run id (SQS's
+own redrive, after `maxReceiveCount`, of a message the runtime never saw) goes back to the
+task's queue as it is, with its message attributes (its idempotencyKey among them).
 
 A scoped viewer (a workspace id) sees and redrives only the letters of its workspace; the
 others stay in the queue, visible again at once.
@@ -19,6 +20,7 @@ from datetime import datetime
 from crmjobs import client, ledger
 from crmjobs.adapters import dead_letter_queues, queues
 from crmjobs.adapters.dead_letter_queues import ReceivedMessage
+from crmjobs.envelope import DEAD_LETTER_ERROR_ATTRIBUTE, DEAD_LETTER_RUN_ATTRIBUTE
 from crmjobs.errors import NotFound
 from crmjobs.tasks import SYSTEM_WORKSPACE, TASKS
 
@@ -39,6 +41,8 @@ class DeadLetter:
     error: str | None
     sent_at: datetime | None
     body: str
+    #: The message's own attributes (its idempotencyKey, ...), without runId and error.
+    attributes: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -97,14 +101,16 @@ def redrive(task: str, viewer: str | None = None) -> RedriveResult:
             continue
         if letter.run_id:
             try:
-                view = client.replay(letter.run_id, viewer)
+                view = client.replay(letter.run_id, viewer, keep_idempotency_key=True)
             except NotFound:
                 left.append(message)
                 result.kept.append(letter)
                 continue
             result.redriven.append(Redriven(letter, new_run_id=view.id))
         else:
-            queues.send(task, letter.body, group=letter.workspace_id)
+            queues.send(
+                task, letter.body, group=letter.workspace_id, attributes=letter.attributes
+            )
             result.redriven.append(Redriven(letter))
         dead_letter_queues.delete(task, message)
     dead_letter_queues.make_visible(task, left)
@@ -112,7 +118,7 @@ def redrive(task: str, viewer: str | None = None) -> RedriveResult:
 
 
 def letter_of(task: str, message: ReceivedMessage) -> DeadLetter:
-    run_id = message.attributes.get("runId")
+    run_id = message.attributes.get(DEAD_LETTER_RUN_ATTRIBUTE)
     if run_id:
         run = ledger.get(run_id)
         workspace = run.workspace_id if run is not None else None
@@ -123,9 +129,14 @@ def letter_of(task: str, message: ReceivedMessage) -> DeadLetter:
         message_id=message.message_id,
         run_id=run_id,
         workspace_id=workspace,
-        error=message.attributes.get("error"),
+        error=message.attributes.get(DEAD_LETTER_ERROR_ATTRIBUTE),
         sent_at=message.sent_at,
         body=message.body,
+        attributes={
+            name: value
+            for name, value in message.attributes.items()
+            if name not in (DEAD_LETTER_RUN_ATTRIBUTE, DEAD_LETTER_ERROR_ATTRIBUTE)
+        },
     )
 
 

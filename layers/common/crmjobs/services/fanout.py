@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from crmjobs import concurrency, config
+from crmjobs import concurrency, config, ledger
 from crmjobs.adapters import state_machines
 from crmjobs.adapters.state_machines import ExecutionExists
 from crmjobs.domain.execution_chains import ChainedExecution
@@ -101,13 +101,24 @@ def next_page(state: PageState, list_page: PageLister, batch_size: int) -> PageS
     )
 
 
+def _record_progress(step: PageStep, state: PageState) -> None:
+    """The totals so far as the run's output while it executes (a canceled run keeps them)."""
+    if state.runId is not None:
+        attempt = ChainedExecution.parse(step.execution).attempt
+        progress = {**state.totals, "pages": state.pages, "listed": state.listed}
+        ledger.record_progress(state.runId, attempt, progress)
+
+
 def page_step(step: PageStep, list_next_page: Callable[[PageState], PageState]) -> PageState:
     """The page step of a family (`list_next_page` folds the results and lists a page),
     or, once this execution has listed its share of pages, the start of the next one."""
     state = step.state
     if state.cursor is None or state.executionPages < step.pagesPerExecution:
-        return list_next_page(state)
+        listed = list_next_page(state)
+        _record_progress(step, listed)
+        return listed
     carried = state.model_copy(update={**_folded(state), "executionPages": 0})
+    _record_progress(step, carried)
     successor = ChainedExecution.parse(step.execution).successor()
     try:
         state_machines.start(step.stateMachine, successor.name, carried.model_dump(mode="json"))
@@ -138,16 +149,14 @@ def start_fanout(
         )
     except ExecutionExists:
         pass  # a redelivery of this attempt: the execution is already running
-    return Detached(execution=first.chain)
+    return Detached(execution=first.chain, state_machine=state_machine)
 
 
 def _stop_chain(state_machine: str, execution: ChainedExecution) -> None:
-    """Stop whatever runs of a chain (executions are looked up by name until one was
-    never started)."""
-    while state_machines.status(state_machine, execution.name) is not None:
-        if state_machines.stop(state_machine, execution.name, "superseded by the next attempt"):
-            logger.warning("stopped an earlier attempt", extra={"execution": execution.name})
-        execution = execution.successor()
+    for name in state_machines.stop_chain(
+        state_machine, execution.name, "superseded by the next attempt"
+    ):
+        logger.warning("stopped an earlier attempt", extra={"execution": name})
 
 
 class FinishInput(Step):
