@@ -375,3 +375,32 @@ def test_schedules_are_replaced_and_stale_firings_do_nothing(local_stack, mailer
                                                "scheduledFor": "2020-01-01T00:00:00+00:00"})
     output = client.wait(run.id, timeout=60).output
     assert client.wait(output["sendRun"], timeout=120).output["status"] == "completed"
+
+
+def test_pausing_or_deleting_a_scheduled_campaign_cancels_its_schedule(local_stack, mailer):
+    from crmjobs.adapters.aws import client as aws_client
+    from crmjobs.services.campaigns import schedule_name
+
+    ws = _workspace()
+    scheduler = aws_client("scheduler")
+    group = os.environ["SCHEDULE_GROUP_NAME"]
+    at = (datetime.now(UTC) + timedelta(hours=3)).replace(microsecond=0).isoformat()
+    for change in ("paused", "draft", "deleted"):
+        campaign = _campaign(ws)
+        run = client.trigger("schedule-campaign", {"workspaceId": ws, "campaignId": campaign.id,
+                                                   "scheduledFor": at})
+        assert client.wait(run.id, timeout=60).status == "COMPLETED"
+        name = schedule_name(ws, campaign.id)
+        scheduler.get_schedule(Name=name, GroupName=group)  # exists
+        if change == "deleted":
+            Campaign(ws, campaign.id).delete()
+        else:
+            Campaign(ws, campaign.id).update(actions=[Campaign.status.set(change)])
+        deadline = datetime.now(UTC) + timedelta(seconds=60)
+        while True:
+            try:
+                scheduler.get_schedule(Name=name, GroupName=group)
+            except scheduler.exceptions.ResourceNotFoundException:
+                break
+            assert datetime.now(UTC) < deadline, f"schedule kept after the campaign was {change}"
+            threading.Event().wait(0.5)
