@@ -232,6 +232,7 @@ def _cancel_executing(run: Run) -> Run:
     except Conflict:
         return stopped  # its last step finished it first
     concurrency.release(stopped.workspace_id, stopped.id)
+    ledger.release_idempotency_key(stopped)
     return stopped
 
 

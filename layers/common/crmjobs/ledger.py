@@ -381,8 +381,8 @@ def cancel_requested(run_id: str) -> bool:
 
 def record_canceled(run: Run, message: str, *, output: Any = None) -> Run:
     """A run stopped on request while it executed (or waited for its next attempt):
-    CANCELED with why and what it did so far (`output`), never retried; its idempotency
-    key is given back."""
+    CANCELED with why and what it did so far (`output`), never retried. (Whoever may
+    delete trigger keys gives its key back: release_idempotency_key.)"""
     _transition(
         run,
         RunStatus.CANCELED,
@@ -391,7 +391,6 @@ def record_canceled(run: Run, message: str, *, output: Any = None) -> Run:
         output=output,
         finished_at=now_iso(),
     )
-    release_idempotency_key(run)
     return run
 
 

@@ -276,6 +276,13 @@ def _dead_letter_run(
     emit_metric("RunsFailed", task.name)
 
 
+def _record_canceled(task: TaskSpec, run: Run, message: str, output: Any = None) -> None:
+    """CANCELED on request, never retried; canceling gives the idempotency key back."""
+    ledger.record_canceled(run, message, output=output)
+    ledger.release_idempotency_key(run)
+    emit_metric("RunsCanceled", task.name)
+
+
 def _look_again_later(task: TaskSpec, delivery: Delivery, run: Run) -> None:
     """A delivery of a run another delivery is executing: hidden until that attempt is
     over or counts as lost, so rechecks spend few receives."""
@@ -312,9 +319,8 @@ def process_delivery(
     if run.status == RunStatus.EXECUTING and not ledger.attempt_lost(run):
         _look_again_later(task, delivery, run)
     if run.cancel_requested:  # canceled while an earlier attempt executed: no other one
-        ledger.record_canceled(run, "canceled before its next attempt", output=run.output)
+        _record_canceled(task, run, "canceled before its next attempt", run.output)
         concurrency.release(run.workspace_id, run.id)
-        emit_metric("RunsCanceled", task.name)
         return
     try:
         # A bad deployment fails the run with the variable's name (checked once per
@@ -369,8 +375,7 @@ def _attempt(
         output = _execute(service, payload, context)
     except RunCanceled as exc:
         logger.info("run canceled while executing", extra={"reason": str(exc)})
-        ledger.record_canceled(run, str(exc))
-        emit_metric("RunsCanceled", task.name)
+        _record_canceled(task, run, str(exc))
         return False
     except PermanentError as exc:
         logger.warning("run failed permanently", extra={"error": str(exc)})
@@ -381,8 +386,7 @@ def _attempt(
         error = f"{type(exc).__name__}: {exc}"
         if ledger.cancel_requested(run.id):
             logger.info("attempt failed after a cancel request", extra={"error": error})
-            ledger.record_canceled(run, f"canceled while executing (the attempt failed: {error})")
-            emit_metric("RunsCanceled", task.name)
+            _record_canceled(task, run, f"canceled while executing (the attempt failed: {error})")
             return False
         if attempt >= task.attempts:
             logger.exception("run failed after its last attempt", extra={"attempt": attempt})
