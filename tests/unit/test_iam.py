@@ -151,9 +151,11 @@ def _bulk_run(machine: str) -> set[Grant]:
 
 
 def _page_step(machine_name: str) -> set[Grant]:
-    """services/fanout.page_step: after its pages per execution, start the run's next
-    execution (the state machine named by the stack) and keep the run's slot for it."""
+    """services/fanout.page_step: the totals so far as the run's output (ledger.
+    record_progress); after its pages per execution, start the run's next execution (the
+    state machine named by the stack) and keep the run's slot for it."""
     return {
+        ("dynamodb:UpdateItem", "RunsTable"),
         ("states:StartExecution", f"stateMachine:crmjobs-{machine_name}"),
         ("dynamodb:UpdateItem", "ConcurrencyTable"),
     }
@@ -243,7 +245,8 @@ CONTRACT: dict[str, set[Grant]] = {
     },
     # api.py -> client.py: trigger (create / create_once, enqueue any task, schedule a
     # delayed run, release the key of a run that could not be enqueued), list_runs (the three
-    # indexes), retrieve, cancel (delete its schedule), replay.
+    # indexes), retrieve, cancel (delete its schedule, release its key; an executing bulk
+    # run: stop its chain, found by name, and release its slot), replay.
     "TriggerApiFunction": _grants(DDB_READ_WRITE, ["RunsTable"])
     | {("dynamodb:Query", "RunsTable/index/*")}
     | _grants(("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"), ["IdempotencyTable"])
@@ -251,7 +254,12 @@ CONTRACT: dict[str, set[Grant]] = {
     | _grants(
         ("scheduler:CreateSchedule", "scheduler:DeleteSchedule"), ["schedule/ScheduleGroup/run-*"]
     )
-    | {("iam:PassRole", "SchedulerRole")},
+    | {("iam:PassRole", "SchedulerRole")}
+    | _grants(
+        ("states:DescribeExecution", "states:StopExecution"),
+        ["execution:crmjobs-bulk-score-leads:*", "execution:crmjobs-bulk-index-documents:*"],
+    )
+    | {("dynamodb:UpdateItem", "ConcurrencyTable")},
     # runtime.finish_detached_run: the run (get, complete / retry / fail), its slot back,
     # a retry's message to the bulk task's queue or the dead-lettered one to its DLQ;
     # services/fanout.finish_bulk_run: a failure report looks up the execution's successor.

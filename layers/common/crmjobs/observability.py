@@ -30,10 +30,36 @@ if TYPE_CHECKING:
     from aws_lambda_powertools import Tracer
 
 XRAY_SDK_TRACING = "XRAY_SDK_TRACING"
-
-logger = Logger()
+SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
+#: Logs outside any function's invocation (the CLI, a test).
+DEFAULT_SERVICE = "crmjobs"
 
 Handler = Callable[[Any, Any], Any]
+
+
+class FunctionLogger(Logger):
+    """Powertools' Logger whose `service` is the invoked function's: each function's own
+    POWERTOOLS_SERVICE_NAME (template.yaml), read per invocation from the function's
+    environment. In Lambda that is the process environment; the local runtime runs every
+    function in one process and gives each its own (config.function_environment), so the
+    name is set per invocation, for its thread only, instead of once at import."""
+
+    def inject_lambda_context(self, lambda_handler: Handler | None = None, **options: Any) -> Any:
+        if lambda_handler is None:
+            return functools.partial(self.inject_lambda_context, **options)
+
+        @functools.wraps(lambda_handler)
+        def named(event: Any, context: Any) -> Any:
+            self.thread_safe_append_keys(service=config.env(SERVICE_NAME, DEFAULT_SERVICE))
+            try:
+                return lambda_handler(event, context)
+            finally:
+                self.thread_safe_remove_keys(["service"])
+
+        return super().inject_lambda_context(named, **options)
+
+
+logger = FunctionLogger(service=config.env(SERVICE_NAME, DEFAULT_SERVICE))
 
 
 class HandlerTracing:
