@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 #: How late after its slot a send may start (covers thread wake-ups and clock skew).
-LATENESS_S = 0.02
+LATENESS_S = 0.05
 #: Guards the bound against floating-point rounding of slot times.
 _MARGIN = 0.999
 

@@ -48,7 +48,7 @@ BATCHES_PER_ROUND = 4
 #: Recipients claimed and given send slots together (one reservation, one counter update).
 CHUNK = 20
 #: Sends in flight at once within a batch (each waits for its slot).
-SEND_THREADS = 12
+SEND_THREADS = CHUNK
 #: A batch stops claiming when less than this is left of its Lambda's time.
 TIME_MARGIN_S = 30.0
 #: Passes over the ledger before the execution gives up (recipients still throttled).
