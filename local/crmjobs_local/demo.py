@@ -568,7 +568,7 @@ def _demo_runs() -> list[Any]:
 
 def run_demo(console: Any, *, prospects: int, data_dir: Path, template: Path) -> int:
     """Start a local stack in `data_dir`, run the scenario, print the summary; the exit code."""
-    from crmjobs_local import demo_agents
+    from crmjobs_local import demo_agents, demo_campaigns
     from crmjobs_local.stack import LocalRuntime
 
     started = time.monotonic()
@@ -578,7 +578,10 @@ def run_demo(console: Any, *, prospects: int, data_dir: Path, template: Path) ->
         template,
         data_dir=data_dir,
         on_invoke=stats.record,
-        parameters=demo_agents.stack_parameters(data_dir),
+        parameters={
+            **demo_agents.stack_parameters(data_dir),
+            **demo_campaigns.STACK_PARAMETERS,
+        },
     )
     try:
         with console.status("starting the local stack (moto server, template.yaml)"):
@@ -592,6 +595,7 @@ def run_demo(console: Any, *, prospects: int, data_dir: Path, template: Path) ->
         try:
             _scenario(console, stack, prospects, result)
             demo_agents.run_agents_demo(console, stack, DEMO_WORKSPACE, result.problems)
+            demo_campaigns.run_campaigns_demo(console, stack, DEMO_WORKSPACE, result.problems)
         except TimeoutError as error:
             result.problems.append(str(error))
         runs = _demo_runs()

@@ -22,7 +22,9 @@ def test_demo_runs_every_built_task_and_exits_zero(tmp_path):
         [*CLI, "demo", "--prospects", "60", "--data-dir", str(data_dir)],
         capture_output=True,
         text=True,
-        timeout=480,  # about a minute on 2 idle cores; leave room for a loaded machine
+        # about two minutes on 2 idle cores (the campaigns send ~450 messages at the local
+        # rate); leave room for a loaded machine
+        timeout=900,
     )
     out = result.stdout
     assert result.returncode == 0, out[-3000:] + result.stderr[-3000:]
@@ -40,6 +42,12 @@ def test_demo_runs_every_built_task_and_exits_zero(tmp_path):
         "agent: executionCount 1",
         "1 active agent(s):",
         "stuck marked failed: 0, auto-paused: 0",
+        # the campaign part: exclusions, the feedback and the unsubscribe counted once
+        '"duplicate": 12',
+        '"optedOut": 9',
+        "one-click unsubscribe of customer",
+        '"bounced": 1',
+        '"unsubscribed": 1',
     ):
         assert line in out, line
     assert "Pricing and plans" in out and "ready" in out
