@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 #: How late after its slot a send may start (covers thread wake-ups and clock skew).
 LATENESS_S = 0.05
+#: How late the check right before a send may find it (the rest is for the call's start).
+CHECK_LATENESS_S = LATENESS_S / 2
 #: Guards the bound against floating-point rounding of slot times.
 _MARGIN = 0.999
 
@@ -49,7 +51,10 @@ def reserve(next_free: float | None, now: float, count: int, rate: float) -> Res
 
 
 def on_time(slot: float, now: float) -> bool:
-    return now <= slot + LATENESS_S
+    """Whether a send checked at `now` may still use its slot: half the tolerance is left
+    for the time between this check and the request leaving (a thread switch, botocore
+    building the request)."""
+    return now <= slot + CHECK_LATENESS_S
 
 
 def max_in_window(times: Sequence[float], window: float = 1.0) -> int:

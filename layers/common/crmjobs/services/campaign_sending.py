@@ -256,11 +256,6 @@ class _Batch:
     def _send_one(self, row: Delivery, slot: float) -> _Result:
         """Send at the slot; a send that could not start on time is not made ("late": it
         waits for a slot of the next reservation)."""
-        wait = slot - time.time()
-        if wait > 0:
-            time.sleep(wait)
-        if not pacing.on_time(slot, time.time()):
-            return _Result(row, "late")
         content = self.campaign.content
         outgoing = compose(
             self.sender,
@@ -272,6 +267,11 @@ class _Batch:
             body=content.body or "",
             now=utcnow(),
         )
+        wait = slot - time.time()
+        if wait > 0:
+            time.sleep(wait)
+        if not pacing.on_time(slot, time.time()):
+            return _Result(row, "late")
         try:
             return _Result(row, "sent", self.mailer.send(outgoing))
         except RecipientRejected as exc:
