@@ -24,7 +24,7 @@ SAM_BUILD_ENV = $(if $(PYENV_PY312),PYENV_VERSION=$(shell pyenv version-name):$(
 VENV_STAMP := $(VENV)/.installed
 SAM_STAMP := $(SAM_VENV)/.installed-$(SAM_CLI_VERSION)
 
-.PHONY: venv sam-venv layer-requirements layer-requirements-check template template-check lint \
+.PHONY: venv sam-venv layer-requirements layer-requirements-check template template-check openapi openapi-check lint \
 	validate build test check demo bench browser clean
 
 venv: $(VENV_STAMP)
@@ -56,6 +56,13 @@ template:
 template-check:
 	$(PYTHON) scripts/gen_template.py --check
 
+# docs/openapi.json is generated from the HTTP API's routes (it imports the package).
+openapi: venv
+	$(VENV)/bin/python scripts/gen_openapi.py
+
+openapi-check: venv
+	$(VENV)/bin/python scripts/gen_openapi.py --check
+
 lint: venv
 	$(VENV)/bin/ruff check .
 
@@ -69,7 +76,7 @@ build: sam-venv
 test: venv
 	$(VENV)/bin/pytest -q
 
-check: venv sam-venv layer-requirements-check template-check lint validate build test
+check: venv sam-venv layer-requirements-check template-check openapi-check lint validate build test
 
 demo: venv
 	$(VENV)/bin/crmjobs demo

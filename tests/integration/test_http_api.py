@@ -198,7 +198,7 @@ def test_tasks_and_their_payload_schemas_are_listed(stack, handler):
     ("method", "path", "options", "expected"),
     [
         ("POST", "/tasks/score-lead/runs", {"raw_body": '{"payload": '}, "body is not JSON"),
-        ("POST", "/tasks/score-lead/runs", {"body": None}, "payload: Field required"),
+        ("POST", "/tasks/score-lead/runs", {"body": None}, "body: Field required"),
         (
             "POST",
             "/tasks/score-lead/runs",
@@ -217,9 +217,22 @@ def test_tasks_and_their_payload_schemas_are_listed(stack, handler):
             {"body": {"payload": {"workspaceId": "ws-1", "prospectId": "p-1"}, "delaySeconds": -5}},
             "delaySeconds: Input should be greater than or equal to 0",
         ),
+        (
+            "POST",
+            "/tasks/score-lead/runs",
+            {"body": _score_lead("ws-1", delaySeconds="10")},
+            "delaySeconds: Input should be a valid integer",
+        ),
+        (
+            "POST",
+            "/tasks/score-lead/runs",
+            {"body": _score_lead("ws-1", delaySeconds=0.5)},
+            "delaySeconds: Input should be a valid integer",
+        ),
+        ("POST", "/tasks/score-lead/runs", {"body": ["payload"]}, "body: Input should be"),
         ("GET", "/runs", {"query": {"workspaceId": "ws-1", "status": "DONE"}}, "unknown status"),
-        ("GET", "/runs", {"query": {"workspaceId": "ws-1", "limit": "ten"}}, "limit must be"),
-        ("GET", "/runs", {"query": {"workspaceId": "ws-1", "limit": "0"}}, "limit must be"),
+        ("GET", "/runs", {"query": {"workspaceId": "ws-1", "limit": "ten"}}, "limit: Input should"),
+        ("GET", "/runs", {"query": {"workspaceId": "ws-1", "limit": "0"}}, "limit: Input should"),
         ("GET", "/runs", {}, "workspaceId is required"),
     ],
     ids=[
@@ -228,6 +241,9 @@ def test_tasks_and_their_payload_schemas_are_listed(stack, handler):
         "unknown-field",
         "bad-payload",
         "negative-delay",
+        "delay-as-text",
+        "delay-fraction",
+        "body-not-an-object",
         "bad-status",
         "limit-not-a-number",
         "limit-zero",
@@ -241,12 +257,11 @@ def test_bad_request_is_400_with_a_clear_message(stack, handler, method, path, o
     assert expected in error["message"]
 
 
-#: Powertools answers a path no route matches with its own body, which has no "error".
-ROUTE_NOT_FOUND = {"statusCode": 404, "message": "Not found"}
-
-
-def test_unknown_route_is_404(stack, handler):
-    assert call(handler, "DELETE", "/runs/run_any") == (404, ROUTE_NOT_FOUND)
+def test_unknown_route_is_404_with_the_error_body(stack, handler):
+    assert call(handler, "DELETE", "/runs/run_any") == (
+        404,
+        {"error": "NotFound", "message": "no route DELETE /runs/run_any"},
+    )
 
 
 @pytest.mark.parametrize(

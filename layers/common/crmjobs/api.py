@@ -1,34 +1,118 @@
-"""The HTTP trigger API (API Gateway HTTP API, payload format 2.0).
+"""The HTTP trigger API (API Gateway HTTP API, payload format 2.0) and its OpenAPI document.
 
 Authorization is IAM by default. With a JWT authorizer (AUTH_MODE=jwt), the token's
 workspace claim scopes every call: a caller can trigger and read only its own workspace's
 runs, and another workspace's run is "not found".
+
+Every route's parameters, bodies and answers are typed, so Powertools validates requests
+(a bad one is a 400 naming the field), checks answers (one that does not match is a 500,
+a bug of ours) and generates the OpenAPI document (`GET /openapi.json`, docs/openapi.json).
+Each task has its own trigger route, whose body carries that task's payload model.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
-from typing import Any
+from http import HTTPStatus
+from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import ForbiddenError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, create_model
 
 from crmjobs import client, config
 from crmjobs.errors import InvalidInput, NotFound
-from crmjobs.schemas import payload_schema
-from crmjobs.tasks import TASKS, UnknownTask, get_task
+from crmjobs.ledger import RunStatus, RunView
+from crmjobs.schemas import PAYLOAD_MODELS, payload_schema
+from crmjobs.tasks import TASKS, TaskSpec, UnknownTask, get_task
 
-app = APIGatewayHttpResolver()
+TITLE = "crmjobs trigger API"
+VERSION = "1.0.0"
+DESCRIPTION = (
+    "Trigger a task and list, retrieve, cancel and replay its runs. Calls are signed with "
+    "SigV4 (IAM), or carry a JWT whose workspace claim scopes them to that workspace when "
+    "the stack has a JWT issuer; API Gateway answers 401/403 before the function for a "
+    "missing or invalid credential."
+)
+
+app = APIGatewayHttpResolver(
+    enable_validation=True, response_validation_error_http_code=HTTPStatus.INTERNAL_SERVER_ERROR
+)
 
 
-class TriggerBody(BaseModel):
+class TriggerOptions(BaseModel):
+    """What a trigger takes beside the payload."""
+
     model_config = ConfigDict(extra="forbid")
 
-    payload: dict[str, Any]
-    idempotencyKey: str | None = Field(default=None, min_length=1, max_length=256)
-    delaySeconds: float | None = Field(default=None, ge=0, le=365 * 24 * 3600)
-    tags: list[str] = Field(default_factory=list, max_length=10)
+    idempotencyKey: StrictStr | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="The same key for the same task and workspace within 24 hours returns "
+        "the first run (status 200, deduplicated) and sends nothing.",
+    )
+    delaySeconds: StrictInt | None = Field(
+        default=None,
+        ge=0,
+        le=365 * 24 * 3600,
+        description="Whole seconds: up to 900 through the queue, longer by a one-time "
+        "schedule; the run is DELAYED until then.",
+    )
+    tags: list[StrictStr] = Field(default_factory=list, max_length=10)
+
+
+def _trigger_body(spec: TaskSpec) -> type[TriggerOptions]:
+    """The body of one task's trigger route: its payload model beside the options."""
+    return create_model(
+        f"Trigger{spec.resource_prefix}Body",
+        __base__=TriggerOptions,
+        payload=(PAYLOAD_MODELS[spec.name], ...),
+    )
+
+
+class ErrorBody(BaseModel):
+    """The body of every 4xx the function answers."""
+
+    error: str = Field(description="BadRequest, Forbidden or NotFound")
+    message: str
+
+
+class TaskInfo(BaseModel):
+    name: str
+    family: str
+    attempts: int
+
+
+class TaskList(BaseModel):
+    tasks: list[TaskInfo]
+
+
+class RunList(BaseModel):
+    runs: list[RunView]
+
+
+def _errors(*codes: int) -> dict[int, Any]:
+    descriptions = {
+        400: "Bad request: the message names the field and the problem",
+        403: "JWT mode: the token has no workspace claim, or names another workspace",
+        404: "No such task or run (another workspace's run is not found either)",
+    }
+    return {
+        code: {
+            "description": descriptions[code],
+            "content": {content_types.APPLICATION_JSON: {"model": ErrorBody}},
+        }
+        for code in codes
+    }
+
+
+def _answer(description: str, model: type[BaseModel] | None = None) -> dict[str, Any]:
+    schema = {"model": model} if model else {"schema": {"type": "object"}}
+    return {"description": description, "content": {content_types.APPLICATION_JSON: schema}}
 
 
 def _caller_workspace() -> str | None:
@@ -49,91 +133,204 @@ def _json(status: int, body: Any) -> Response:
     )
 
 
-@app.get("/tasks")
-def list_tasks():
-    return {
-        "tasks": [
-            {"name": t.name, "family": t.family, "attempts": t.attempts} for t in TASKS.values()
-        ]
-    }
+@app.get("/tasks", summary="List the tasks", tags=["tasks"])
+def list_tasks() -> TaskList:
+    return TaskList(
+        tasks=[TaskInfo(name=t.name, family=t.family, attempts=t.attempts) for t in TASKS.values()]
+    )
 
 
-@app.get("/tasks/<task>/schema")
-def task_schema(task: str):
+@app.get(
+    "/tasks/<task>/schema",
+    summary="A task's payload JSON Schema",
+    tags=["tasks"],
+    responses={200: _answer("The payload's JSON Schema"), **_errors(404)},
+)
+def task_schema(task: Annotated[str, Path(description="A task name")]) -> dict[str, Any]:
     return payload_schema(get_task(task).name)
 
 
-@app.post("/tasks/<task>/runs")
-def trigger_run(task: str):
-    body = TriggerBody.model_validate(app.current_event.json_body or {})
+def _trigger(task: str, body: TriggerOptions) -> Response[RunView]:
+    payload = app.current_event.json_body["payload"]
     caller = _caller_workspace()
-    if caller is not None and body.payload.get("workspaceId") != caller:
+    if caller is not None and payload.get("workspaceId") != caller:
         raise ForbiddenError("payload.workspaceId must be the token's workspace")
     run = client.trigger(
         task,
-        body.payload,
+        payload,
         idempotency_key=body.idempotencyKey,
         delay=body.delaySeconds,
         tags=body.tags,
         source="http",
     )
-    return _json(200 if run.deduplicated else 202, run.model_dump(mode="json"))
+    return Response(
+        status_code=200 if run.deduplicated else 202,
+        content_type=content_types.APPLICATION_JSON,
+        body=run,
+    )
 
 
-@app.get("/runs")
-def list_runs():
-    params = app.current_event.query_string_parameters or {}
+_TRIGGER_RESPONSES = {
+    202: _answer("The run, recorded and queued (or DELAYED)", RunView),
+    200: _answer("The earlier run of the same idempotency key (deduplicated)", RunView),
+    **_errors(400, 403),
+}
+
+
+def _add_trigger_route(spec: TaskSpec) -> None:
+    """POST /tasks/<name>/runs, with the task's payload model in its body."""
+
+    def trigger(body):
+        return _trigger(spec.name, body)
+
+    trigger.__name__ = f"trigger_{spec.name.replace('-', '_')}"
+    trigger.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter(
+                "body",
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                annotation=Annotated[_trigger_body(spec), Body()],
+            )
+        ],
+        return_annotation=Response[RunView],
+    )
+    app.post(
+        f"/tasks/{spec.name}/runs",
+        summary=f"Trigger {spec.name}",
+        tags=[spec.family],
+        operation_id=trigger.__name__,
+        responses=_TRIGGER_RESPONSES,
+    )(trigger)
+
+
+for _spec in TASKS.values():
+    _add_trigger_route(_spec)
+
+
+@app.post("/tasks/<task>/runs", include_in_schema=False)
+def trigger_unknown_task(task: str) -> None:
+    """Each task has its own route, so only a name that is not a task gets here: the
+    registry's UnknownTask answers 404."""
+    get_task(task)
+
+
+@app.get(
+    "/runs",
+    summary="List a workspace's runs, newest first",
+    tags=["runs"],
+    responses={200: _answer("The runs", RunList), **_errors(400, 403, 404)},
+)
+def list_runs(
+    # Optional parameters default to None without a null in their schema: a query string
+    # has no null.
+    workspaceId: Annotated[
+        str, Query(description="Required with IAM; a JWT caller's own workspace by default")
+    ] = None,
+    task: Annotated[str, Query(description="Only this task's runs")] = None,
+    status: Annotated[
+        str,
+        Query(description="Only runs in this status", json_schema_extra={"enum": list(RunStatus)}),
+    ] = None,
+    tag: Annotated[str, Query(description="Only runs with this tag")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> RunList:
     caller = _caller_workspace()
-    workspace = params.get("workspaceId") or caller
+    workspace = workspaceId or caller
     if not workspace:
         raise InvalidInput("workspaceId is required")
     if caller is not None and workspace != caller:
         raise ForbiddenError("workspaceId must be the token's workspace")
-    limit_text = params.get("limit", "50")
-    if not limit_text.isdecimal() or int(limit_text) < 1:
-        raise InvalidInput("limit must be a positive integer")
-    limit = min(int(limit_text), 500)
-    runs = client.list_runs(
-        workspace,
-        task=params.get("task"),
-        status=params.get("status"),
-        tag=params.get("tag"),
-        limit=limit,
+    runs = client.list_runs(workspace, task=task, status=status, tag=tag, limit=limit)
+    return RunList(runs=runs)
+
+
+RunId = Annotated[str, Path(description="A run id (run_...)")]
+
+
+@app.get(
+    "/runs/<run_id>",
+    summary="A run",
+    tags=["runs"],
+    responses={200: _answer("The run", RunView), **_errors(403, 404)},
+)
+def retrieve_run(run_id: RunId) -> RunView:
+    return client.retrieve(run_id, _caller_workspace())
+
+
+@app.post(
+    "/runs/<run_id>/cancel",
+    summary="Cancel a run",
+    tags=["runs"],
+    responses={200: _answer("The run, canceled", RunView), **_errors(400, 403, 404)},
+)
+def cancel_run(run_id: RunId) -> RunView:
+    return client.cancel(run_id, _caller_workspace())
+
+
+@app.post(
+    "/runs/<run_id>/replay",
+    summary="Replay a run: a new run of the same task and payload",
+    tags=["runs"],
+    responses={202: _answer("The new run", RunView), **_errors(403, 404)},
+)
+def replay_run(run_id: RunId) -> Response[RunView]:
+    run = client.replay(run_id, _caller_workspace())
+    return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=run)
+
+
+def openapi_document() -> dict[str, Any]:
+    """The API's OpenAPI document. Request validation errors are answered 400 (ErrorBody),
+    so Powertools' default 422 entries are left out."""
+    document = json.loads(
+        app.get_openapi_json_schema(title=TITLE, version=VERSION, description=DESCRIPTION)
     )
-    return {"runs": [run.model_dump(mode="json") for run in runs]}
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            operation["responses"].pop("422", None)
+    for unused in ("HTTPValidationError", "ValidationError"):
+        document["components"]["schemas"].pop(unused, None)
+    return document
 
 
-@app.get("/runs/<run_id>")
-def retrieve_run(run_id: str):
-    return client.retrieve(run_id, _caller_workspace()).model_dump(mode="json")
+@app.get("/openapi.json", include_in_schema=False)
+def openapi_json() -> dict[str, Any]:
+    return openapi_document()
 
 
-@app.post("/runs/<run_id>/cancel")
-def cancel_run(run_id: str):
-    return client.cancel(run_id, _caller_workspace()).model_dump(mode="json")
+def _problem(error: dict[str, Any], task: str | None) -> str:
+    location = [str(part) for part in error["loc"]]
+    if location[:1] == ["body"]:
+        location = location[1:]
+    if task and location[:1] == ["payload"] and len(location) > 1:
+        return f"invalid {task} payload: {'.'.join(location[1:])}: {error['msg']}"
+    if location[:1] in (["query"], ["path"]):
+        location = location[1:]
+    return f"{'.'.join(location) or 'body'}: {error['msg']}"
 
 
-@app.post("/runs/<run_id>/replay")
-def replay_run(run_id: str):
-    return _json(202, client.replay(run_id, _caller_workspace()).model_dump(mode="json"))
-
-
-@app.exception_handler(ValidationError)
-def _invalid_body(exc: ValidationError):
-    problems = "; ".join(
-        f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()
-    )
+@app.exception_handler(RequestValidationError)
+def _invalid_request(exc: RequestValidationError):
+    errors = exc.errors()
+    if any(error["type"] == "json_invalid" for error in errors):
+        reason = next(e["ctx"]["error"] for e in errors if e["type"] == "json_invalid")
+        return _json(400, {"error": "BadRequest", "message": f"body is not JSON: {reason}"})
+    parts = app.current_event.path.strip("/").split("/")
+    task = parts[1] if len(parts) == 3 and parts[0] == "tasks" and parts[1] in TASKS else None
+    problems = "; ".join(_problem(error, task) for error in errors)
     return _json(400, {"error": "BadRequest", "message": problems})
+
+
+@app.not_found
+def _no_route(exc: Exception):
+    request = app.current_event
+    return _json(
+        404, {"error": "NotFound", "message": f"no route {request.http_method} {request.path}"}
+    )
 
 
 @app.exception_handler(InvalidInput)
 def _invalid_input(exc: InvalidInput):
     return _json(400, {"error": "BadRequest", "message": str(exc)})
-
-
-@app.exception_handler(json.JSONDecodeError)
-def _invalid_json(exc: json.JSONDecodeError):
-    return _json(400, {"error": "BadRequest", "message": f"body is not JSON: {exc.msg}"})
 
 
 @app.exception_handler(NotFound)
