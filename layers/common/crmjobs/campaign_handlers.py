@@ -24,14 +24,9 @@ _deserializer = TypeDeserializer()
 
 
 def _ses_detail(body: str) -> dict[str, Any]:
-    """The SES event of a record: an EventBridge event's detail (or an SNS notification's
-    message, for a destination configured that way)."""
+    """The SES event of a record: the detail of the EventBridge event the rule delivered."""
     message = json.loads(body)
-    if isinstance(message, dict) and "detail" in message:
-        return message["detail"]
-    if isinstance(message, dict) and message.get("Type") == "Notification":
-        return json.loads(message["Message"])
-    return message
+    return message.get("detail") if isinstance(message, dict) else message
 
 
 def record_feedback(record: SQSRecord) -> None:
