@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
+from functools import lru_cache
 from http import HTTPStatus
 from typing import Annotated, Any
 
@@ -21,13 +23,21 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import ForbiddenError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, create_model
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictStr,
+    TypeAdapter,
+    create_model,
+)
 
-from crmjobs import client, config
+from crmjobs import client, config, limits
 from crmjobs.errors import InvalidInput, NotFound
 from crmjobs.ledger import RunStatus, RunView
-from crmjobs.schemas import PAYLOAD_MODELS, payload_schema
-from crmjobs.tasks import TASKS, TaskSpec, UnknownTask, get_task
+from crmjobs.schemas import PAYLOAD_MODELS, EntityId, payload_schema
+from crmjobs.tasks import SYSTEM_WORKSPACE, TASKS, TaskSpec, UnknownTask, get_task
 
 TITLE = "crmjobs trigger API"
 VERSION = "1.0.0"
@@ -38,31 +48,76 @@ DESCRIPTION = (
     "missing or invalid credential."
 )
 
-app = APIGatewayHttpResolver(
+
+def _is_json(media_type: str) -> bool:
+    return media_type == content_types.APPLICATION_JSON or media_type.endswith("+json")
+
+
+class JsonApiResolver(APIGatewayHttpResolver):
+    """Powertools' resolver for an API that takes JSON bodies only: a POST of another media
+    type is answered 415 before Powertools would read its body as a form or a multipart
+    (which raises on a multipart without a boundary)."""
+
+    def resolve(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        headers = {name.lower(): value for name, value in (event.get("headers") or {}).items()}
+        media_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        method = (event.get("requestContext") or {}).get("http", {}).get("method")
+        if method == "POST" and media_type and not _is_json(media_type):
+            message = f"the body must be application/json, not {media_type}"
+            return {
+                "statusCode": 415,
+                "headers": {"Content-Type": content_types.APPLICATION_JSON},
+                "body": json.dumps({"error": "UnsupportedMediaType", "message": message}),
+                "isBase64Encoded": False,
+            }
+        return super().resolve(event, context)
+
+
+app = JsonApiResolver(
     enable_validation=True, response_validation_error_http_code=HTTPStatus.INTERNAL_SERVER_ERROR
 )
 
 
+#: A tag: not blank, and at most the documented length.
+Tag = Annotated[
+    StrictStr, Field(min_length=1, max_length=limits.MAX_TAG_LENGTH, pattern=r"\S")
+]
+
+
+def _number_not_text(value: Any) -> Any:
+    """JSON numbers only ("10" and true are refused); pydantic's int then refuses a
+    fraction and takes 10.0, which JSON Schema counts as an integer too."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a number of seconds")
+    return value
+
+
+WholeSeconds = Annotated[int, BeforeValidator(_number_not_text)]
+
+#: What GET /runs takes as a workspace: a workspace id, or the system-wide tasks' own.
+WORKSPACE_PATTERN = f"^{SYSTEM_WORKSPACE}$|{TypeAdapter(EntityId).json_schema()['pattern']}"
+
+
 class TriggerOptions(BaseModel):
-    """What a trigger takes beside the payload."""
+    """What a trigger takes beside the payload (limits: crmjobs.limits)."""
 
     model_config = ConfigDict(extra="forbid")
 
     idempotencyKey: StrictStr | None = Field(
         default=None,
         min_length=1,
-        max_length=256,
+        max_length=limits.MAX_IDEMPOTENCY_KEY_LENGTH,
         description="The same key for the same task and workspace within 24 hours returns "
         "the first run (status 200, deduplicated) and sends nothing.",
     )
-    delaySeconds: StrictInt | None = Field(
+    delaySeconds: WholeSeconds | None = Field(
         default=None,
         ge=0,
-        le=365 * 24 * 3600,
+        le=limits.MAX_DELAY_SECONDS,
         description="Whole seconds: up to 900 through the queue, longer by a one-time "
         "schedule; the run is DELAYED until then.",
     )
-    tags: list[StrictStr] = Field(default_factory=list, max_length=10)
+    tags: list[Tag] = Field(default_factory=list, max_length=limits.MAX_TAGS)
 
 
 def _trigger_body(spec: TaskSpec) -> type[TriggerOptions]:
@@ -70,7 +125,10 @@ def _trigger_body(spec: TaskSpec) -> type[TriggerOptions]:
     return create_model(
         f"Trigger{spec.resource_prefix}Body",
         __base__=TriggerOptions,
-        payload=(PAYLOAD_MODELS[spec.name], ...),
+        payload=(
+            PAYLOAD_MODELS[spec.name],
+            Field(description=f"At most {limits.MAX_PAYLOAD_BYTES:,} bytes as JSON"),
+        ),
     )
 
 
@@ -100,6 +158,7 @@ def _errors(*codes: int) -> dict[int, Any]:
         400: "Bad request: the message names the field and the problem",
         403: "JWT mode: the token has no workspace claim, or names another workspace",
         404: "No such task or run (another workspace's run is not found either)",
+        415: "The body is not application/json",
     }
     return {
         code: {
@@ -173,7 +232,7 @@ def _trigger(task: str, body: TriggerOptions) -> Response[RunView]:
 _TRIGGER_RESPONSES = {
     202: _answer("The run, recorded and queued (or DELAYED)", RunView),
     200: _answer("The earlier run of the same idempotency key (deduplicated)", RunView),
-    **_errors(400, 403),
+    **_errors(400, 403, 415),
 }
 
 
@@ -221,11 +280,11 @@ def trigger_unknown_task(task: str) -> None:
     responses={200: _answer("The runs", RunList), **_errors(400, 403, 404)},
 )
 def list_runs(
+    workspaceId: Annotated[
+        str, Query(pattern=WORKSPACE_PATTERN, description="The workspace (a JWT caller's own)")
+    ],
     # Optional parameters default to None without a null in their schema: a query string
     # has no null.
-    workspaceId: Annotated[
-        str, Query(description="Required with IAM; a JWT caller's own workspace by default")
-    ] = None,
     task: Annotated[str, Query(description="Only this task's runs")] = None,
     status: Annotated[
         str,
@@ -235,12 +294,9 @@ def list_runs(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> RunList:
     caller = _caller_workspace()
-    workspace = workspaceId or caller
-    if not workspace:
-        raise InvalidInput("workspaceId is required")
-    if caller is not None and workspace != caller:
+    if caller is not None and workspaceId != caller:
         raise ForbiddenError("workspaceId must be the token's workspace")
-    runs = client.list_runs(workspace, task=task, status=status, tag=tag, limit=limit)
+    runs = client.list_runs(workspaceId, task=task, status=status, tag=tag, limit=limit)
     return RunList(runs=runs)
 
 
@@ -261,7 +317,7 @@ def retrieve_run(run_id: RunId) -> RunView:
     "/runs/<run_id>/cancel",
     summary="Cancel a run",
     tags=["runs"],
-    responses={200: _answer("The run, canceled", RunView), **_errors(400, 403, 404)},
+    responses={200: _answer("The run, canceled", RunView), **_errors(400, 403, 404, 415)},
 )
 def cancel_run(run_id: RunId) -> RunView:
     return client.cancel(run_id, _caller_workspace())
@@ -271,7 +327,7 @@ def cancel_run(run_id: RunId) -> RunView:
     "/runs/<run_id>/replay",
     summary="Replay a run: a new run of the same task and payload",
     tags=["runs"],
-    responses={202: _answer("The new run", RunView), **_errors(403, 404)},
+    responses={202: _answer("The new run", RunView), **_errors(403, 404, 415)},
 )
 def replay_run(run_id: RunId) -> Response[RunView]:
     run = client.replay(run_id, _caller_workspace())
@@ -320,9 +376,37 @@ def _invalid_request(exc: RequestValidationError):
     return _json(400, {"error": "BadRequest", "message": problems})
 
 
+@lru_cache(maxsize=1)
+def _documented_methods() -> list[tuple[re.Pattern[str], frozenset[str]]]:
+    """Each documented path (as a pattern of its segments) with its methods."""
+    return [
+        (
+            re.compile("^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(path)) + "$"),
+            frozenset(method.upper() for method in operations),
+        )
+        for path, operations in openapi_document()["paths"].items()
+    ]
+
+
 @app.not_found
 def _no_route(exc: Exception):
+    """404 for a path the API does not have, 405 (with Allow) for a method a path lacks."""
     request = app.current_event
+    allowed = set().union(
+        *(methods for pattern, methods in _documented_methods() if pattern.match(request.path))
+    )
+    if allowed and request.http_method not in allowed:
+        return Response(
+            status_code=405,
+            content_type=content_types.APPLICATION_JSON,
+            headers={"Allow": ", ".join(sorted(allowed))},
+            body=json.dumps(
+                {
+                    "error": "MethodNotAllowed",
+                    "message": f"{request.path} takes {', '.join(sorted(allowed))}",
+                }
+            ),
+        )
     return _json(
         404, {"error": "NotFound", "message": f"no route {request.http_method} {request.path}"}
     )
