@@ -236,7 +236,7 @@ def test_tasks_and_their_payload_schemas_are_listed(stack, handler):
         ("GET", "/runs", {"query": {"workspaceId": "ws-1", "status": "DONE"}}, "unknown status"),
         ("GET", "/runs", {"query": {"workspaceId": "ws-1", "limit": "ten"}}, "limit: Input should"),
         ("GET", "/runs", {"query": {"workspaceId": "ws-1", "limit": "0"}}, "limit: Input should"),
-        ("GET", "/runs", {}, "workspaceId: Field required"),
+        ("GET", "/runs", {}, "workspaceId is required"),
     ],
     ids=[
         "invalid-json",
@@ -371,12 +371,15 @@ def test_jwt_caller_cannot_see_or_touch_another_workspaces_run(
     assert (status, own_view["id"]) == (200, theirs.id)
 
 
-def test_jwt_list_of_the_callers_workspace_only(
+def test_jwt_list_defaults_to_the_callers_workspace_and_refuses_others(
     stack, jwt_mode, workspace, other_workspace, handler
 ):
     mine = client.trigger("score-lead", {"workspaceId": workspace.id, "prospectId": "p-1"})
     client.trigger("score-lead", {"workspaceId": other_workspace.id, "prospectId": "p-1"})
     token = _token_of(workspace.id)
+    status, body = call(handler, "GET", "/runs", claims=token)
+    assert status == 200
+    assert [run["id"] for run in body["runs"]] == [mine.id]
     status, body = call(handler, "GET", "/runs", query={"workspaceId": workspace.id}, claims=token)
     assert [run["id"] for run in body["runs"]] == [mine.id]
     status, error = call(
@@ -394,7 +397,7 @@ def test_jwt_list_of_the_callers_workspace_only(
             "/tasks/score-lead/runs",
             {"body": {"payload": {"workspaceId": "ws-1", "prospectId": "p-1"}}},
         ),
-        ("GET", "/runs", {"query": {"workspaceId": "ws-1"}}),
+        ("GET", "/runs", {}),
         ("GET", "/runs/run_any", {}),
     ],
     ids=["trigger", "list", "retrieve"],

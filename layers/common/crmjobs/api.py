@@ -280,11 +280,15 @@ def trigger_unknown_task(task: str) -> None:
     responses={200: _answer("The runs", RunList), **_errors(400, 403, 404)},
 )
 def list_runs(
-    workspaceId: Annotated[
-        str, Query(pattern=WORKSPACE_PATTERN, description="The workspace (a JWT caller's own)")
-    ],
     # Optional parameters default to None without a null in their schema: a query string
     # has no null.
+    workspaceId: Annotated[
+        str,
+        Query(
+            pattern=WORKSPACE_PATTERN,
+            description="Required with IAM; a JWT caller's own workspace by default",
+        ),
+    ] = None,
     task: Annotated[str, Query(description="Only this task's runs")] = None,
     status: Annotated[
         str,
@@ -294,9 +298,12 @@ def list_runs(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> RunList:
     caller = _caller_workspace()
-    if caller is not None and workspaceId != caller:
+    workspace = workspaceId or caller
+    if not workspace:
+        raise InvalidInput("workspaceId is required")
+    if caller is not None and workspace != caller:
         raise ForbiddenError("workspaceId must be the token's workspace")
-    runs = client.list_runs(workspaceId, task=task, status=status, tag=tag, limit=limit)
+    runs = client.list_runs(workspace, task=task, status=status, tag=tag, limit=limit)
     return RunList(runs=runs)
 
 
