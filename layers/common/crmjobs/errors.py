@@ -10,6 +10,11 @@ class InvalidInput(PermanentError):
     """The payload or the entity it names is not acceptable (bad input)."""
 
 
+class MalformedRecord(InvalidInput):
+    """A stored record the task reads has a value that cannot be read (or lacks a required
+    one); the message names the record and the field."""
+
+
 class NotFound(PermanentError):
     """The entity does not exist in the run's workspace (or exists in another one)."""
 

@@ -1,6 +1,8 @@
 """The CRM's entities (spec: domain.md), one PynamoDB model per table.
 
 Attributes are snake_case in Python and camelCase in DynamoDB, as the app writes them.
+Timestamps and numbers are read in the forms other apps write (models/base.py); createdAt
+and updatedAt are set on new records only, never invented for a stored one without them.
 """
 
 from __future__ import annotations
@@ -8,15 +10,19 @@ from __future__ import annotations
 from pynamodb.attributes import (
     BooleanAttribute,
     MapAttribute,
-    NumberAttribute,
     UnicodeAttribute,
-    UTCDateTimeAttribute,
     VersionAttribute,
 )
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
-from pynamodb.models import Model
 
-from crmjobs.models.base import WorkspaceScoped, table_meta, utcnow
+from crmjobs.models.base import (
+    Number,
+    ReadableModel,
+    Timestamp,
+    WorkspaceScoped,
+    table_meta,
+    utcnow,
+)
 
 TIER_CONCURRENCY = {"free": 1, "starter": 5, "professional": 20, "enterprise": 20}
 SYSTEM_CONCURRENCY = 10
@@ -34,7 +40,7 @@ class ActiveWorkspacesIndex(GlobalSecondaryIndex):
     id = UnicodeAttribute(range_key=True)
 
 
-class Workspace(Model):
+class Workspace(ReadableModel):
     Meta = table_meta("WORKSPACES_TABLE")
 
     id = UnicodeAttribute(hash_key=True)
@@ -70,15 +76,15 @@ class Prospect(WorkspaceScoped):
     company = UnicodeAttribute(null=True)
     title = UnicodeAttribute(null=True)
     stage = UnicodeAttribute(default="new")
-    estimated_value = NumberAttribute(null=True, attr_name="estimatedValue")
-    last_contacted_at = UTCDateTimeAttribute(null=True, attr_name="lastContactedAt")
+    estimated_value = Number(null=True, attr_name="estimatedValue")
+    last_contacted_at = Timestamp(null=True, attr_name="lastContactedAt")
     email_opt_out = BooleanAttribute(default=False, attr_name="emailOptOut")
-    score = NumberAttribute(null=True)
+    score = Number(null=True)
     score_breakdown = MapAttribute(null=True, attr_name="scoreBreakdown")
-    scored_at = UTCDateTimeAttribute(null=True, attr_name="scoredAt")
-    score_rules_version = NumberAttribute(null=True, attr_name="scoreRulesVersion")
-    created_at = UTCDateTimeAttribute(default=utcnow, attr_name="createdAt")
-    updated_at = UTCDateTimeAttribute(default=utcnow, attr_name="updatedAt")
+    scored_at = Timestamp(null=True, attr_name="scoredAt")
+    score_rules_version = Number(null=True, attr_name="scoreRulesVersion")
+    created_at = Timestamp(null=True, default_for_new=utcnow, attr_name="createdAt")
+    updated_at = Timestamp(null=True, default_for_new=utcnow, attr_name="updatedAt")
     #: Optimistic lock: every writer (the app and the scorer) bumps it.
     version = VersionAttribute()
 
@@ -94,7 +100,7 @@ class Contact(WorkspaceScoped):
     phone = UnicodeAttribute(null=True)
     title = UnicodeAttribute(null=True)
     company = UnicodeAttribute(null=True)
-    last_contacted_at = UTCDateTimeAttribute(null=True, attr_name="lastContactedAt")
+    last_contacted_at = Timestamp(null=True, attr_name="lastContactedAt")
     email_opt_out = BooleanAttribute(default=False, attr_name="emailOptOut")
 
 
@@ -111,9 +117,9 @@ class KnowledgeItem(WorkspaceScoped):
     file_name = UnicodeAttribute(null=True, attr_name="fileName")
     source_url = UnicodeAttribute(null=True, attr_name="sourceUrl")
     processing_error = UnicodeAttribute(null=True, attr_name="processingError")
-    chunk_count = NumberAttribute(null=True, attr_name="chunkCount")
-    indexed_at = UTCDateTimeAttribute(null=True, attr_name="indexedAt")
+    chunk_count = Number(null=True, attr_name="chunkCount")
+    indexed_at = Timestamp(null=True, attr_name="indexedAt")
     content_hash = UnicodeAttribute(null=True, attr_name="contentHash")
     embedding_model = UnicodeAttribute(null=True, attr_name="embeddingModel")
-    created_at = UTCDateTimeAttribute(default=utcnow, attr_name="createdAt")
-    updated_at = UTCDateTimeAttribute(default=utcnow, attr_name="updatedAt")
+    created_at = Timestamp(null=True, default_for_new=utcnow, attr_name="createdAt")
+    updated_at = Timestamp(null=True, default_for_new=utcnow, attr_name="updatedAt")

@@ -15,6 +15,7 @@ from crmjobs.domain.chunking import chunk_text, content_hash
 from crmjobs.domain.indexing import is_indexed, may_need_indexing
 from crmjobs.errors import Conflict, InvalidInput, NotFound, PermanentError
 from crmjobs.models import KnowledgeItem
+from crmjobs.models.base import unreadable_fields
 from crmjobs.observability import logger
 from crmjobs.runtime import Detached, RunContext
 from crmjobs.schemas import (
@@ -59,6 +60,7 @@ def index_item(
     item: KnowledgeItem, *, force: bool, embedder: Embedder | None = None
 ) -> IndexOutcome:
     """Chunk, embed and write the item's chunks, replacing any it had; then mark it ready."""
+    knowledge.require_readable(item)
     content = item.content or ""
     if not content.strip():
         raise InvalidInput(NO_CONTENT)
@@ -151,6 +153,7 @@ def _list_due_items(state: PageState) -> tuple[list[str], int, dict[str, Any] | 
         item.id
         for item in page.items
         if state.force
+        or unreadable_fields(item)  # its batch marks it failed, naming the field
         or may_need_indexing(
             status=item.status,
             indexed_at=item.indexed_at,

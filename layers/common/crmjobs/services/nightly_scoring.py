@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from crmjobs import client, config
 from crmjobs.client import TriggerRequest
 from crmjobs.models import Workspace
+from crmjobs.models.base import flag_unreadable
 from crmjobs.models.entities import ACTIVE_SHARD, ActiveWorkspacesIndex
 from crmjobs.runtime import RunContext
 from crmjobs.schemas import ScheduledLeadScoringPayload
@@ -28,7 +29,8 @@ def _active_workspaces(after: str | None, limit: int) -> tuple[list[str], bool]:
     query = Workspace.active_index.query(
         ACTIVE_SHARD, condition, limit=limit + 1, page_size=limit + 1
     )
-    ids = [workspace.id for workspace in query]
+    with flag_unreadable():  # only ids are used: a malformed workspace fails its own run
+        ids = [workspace.id for workspace in query]
     return ids[:limit], len(ids) > limit
 
 

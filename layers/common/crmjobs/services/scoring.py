@@ -9,6 +9,7 @@ from typing import Any
 from crmjobs.domain.scoring import is_stored_score, needs_scoring, score_prospect
 from crmjobs.errors import Conflict
 from crmjobs.models import Prospect
+from crmjobs.models.base import unreadable_fields
 from crmjobs.observability import logger
 from crmjobs.runtime import Detached, RunContext
 from crmjobs.schemas import BulkScoreLeadsPayload, ScoreLeadPayload
@@ -65,13 +66,15 @@ def score_lead(payload: ScoreLeadPayload, context: RunContext) -> ScoreOutcome:
 
 
 def _list_due_prospects(state: PageState) -> tuple[list[str], int, dict[str, Any] | None]:
-    """One page of the workspace's prospects (keys and timestamps only); those due."""
+    """One page of the workspace's prospects (keys and timestamps only); those due (and
+    those whose timestamps cannot be read: their batch fails them, naming the field)."""
     page = prospects.scoring_states(state.workspaceId, state.cursor, PAGE_SIZE)
     horizon = state.now + STALENESS_SLACK
     due = [
         prospect.id
         for prospect in page.items
-        if needs_scoring(
+        if unreadable_fields(prospect)
+        or needs_scoring(
             scored_at=prospect.scored_at,
             updated_at=prospect.updated_at,
             rules_version=prospect.score_rules_version,

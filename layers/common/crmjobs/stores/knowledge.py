@@ -3,12 +3,13 @@ the status writes of indexing (processing, ready, failed), each over the item as
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 from crmjobs.errors import Conflict, NotFound
 from crmjobs.models import KnowledgeItem
+from crmjobs.models.base import check_readable, flag_unreadable
 from crmjobs.stores.dynamodb import Page, conflict_on_failed_condition
 
 #: What a page of indexing states reads: the keys too (PynamoDB rebuilds a cursor from the
@@ -21,6 +22,7 @@ def get(workspace_id: str, item_id: str) -> KnowledgeItem:
     item = find(workspace_id, item_id)
     if item is None:
         raise NotFound("knowledge item not found")
+    check_readable(item, required=True)
     return item
 
 
@@ -28,10 +30,18 @@ def find(workspace_id: str, item_id: str) -> KnowledgeItem | None:
     return KnowledgeItem.get_in_workspace(workspace_id, item_id, consistent_read=True)
 
 
-def get_many(workspace_id: str, item_ids: Iterable[str]) -> Iterator[KnowledgeItem]:
-    """The workspace's items among these ids (consistent reads); missing ones are left out."""
+def get_many(workspace_id: str, item_ids: Iterable[str]) -> list[KnowledgeItem]:
+    """The workspace's items among these ids (consistent reads); missing ones are left out,
+    unreadable ones flagged (unreadable_fields; `require_readable` raises for them)."""
     keys = [(workspace_id, item_id) for item_id in item_ids]
-    return KnowledgeItem.batch_get(keys, consistent_read=True)
+    with flag_unreadable():
+        return list(KnowledgeItem.batch_get(keys, consistent_read=True))
+
+
+def require_readable(item: KnowledgeItem) -> None:
+    """MalformedRecord for an item that cannot be indexed as stored (a value that cannot
+    be read, a required one missing)."""
+    check_readable(item, required=True)
 
 
 def indexing_states(
@@ -45,7 +55,8 @@ def indexing_states(
         page_size=limit,
         limit=limit,
     )
-    items = list(query)
+    with flag_unreadable():
+        items = list(query)
     return Page(items, query.last_evaluated_key)
 
 

@@ -1,15 +1,20 @@
 """Prospects: read one or a batch in a workspace, list a page of scoring states, write a
-score only over the version that was read."""
+score only over the version that was read.
+
+A prospect with a stored value that cannot be read (models/base.py) fails on its own: `get`
+raises MalformedRecord; a batch or a page returns it flagged (unreadable_fields), and
+`facts_of` raises for it, so a bulk step counts that one prospect failed."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 from crmjobs.domain.scoring import ProspectFacts, ScoreResult
 from crmjobs.errors import NotFound
 from crmjobs.models import Prospect
+from crmjobs.models.base import check_readable, flag_unreadable
 from crmjobs.stores.dynamodb import Page, conflict_on_failed_condition
 
 #: What a page of scoring states reads: the keys too (PynamoDB rebuilds a cursor from the
@@ -22,13 +27,15 @@ def get(workspace_id: str, prospect_id: str) -> Prospect:
     prospect = Prospect.get_in_workspace(workspace_id, prospect_id, consistent_read=True)
     if prospect is None:
         raise NotFound("prospect not found")
+    check_readable(prospect, required=True)
     return prospect
 
 
-def get_many(workspace_id: str, prospect_ids: Iterable[str]) -> Iterator[Prospect]:
+def get_many(workspace_id: str, prospect_ids: Iterable[str]) -> list[Prospect]:
     """The workspace's prospects among these ids (up to 100: one BatchGetItem); missing
-    ones are left out."""
-    return Prospect.batch_get([(workspace_id, prospect_id) for prospect_id in prospect_ids])
+    ones are left out, unreadable ones flagged."""
+    with flag_unreadable():
+        return list(Prospect.batch_get([(workspace_id, pid) for pid in prospect_ids]))
 
 
 def scoring_states(workspace_id: str, cursor: dict[str, Any] | None, limit: int) -> Page[Prospect]:
@@ -40,12 +47,15 @@ def scoring_states(workspace_id: str, cursor: dict[str, Any] | None, limit: int)
         page_size=limit,
         limit=limit,
     )
-    items = list(query)
+    with flag_unreadable():
+        items = list(query)
     return Page(items, query.last_evaluated_key)
 
 
 def facts_of(prospect: Prospect) -> ProspectFacts:
-    """The fields scoring reads."""
+    """The fields scoring reads; MalformedRecord for a prospect that cannot be scored as
+    stored (a value that cannot be read, a required one missing)."""
+    check_readable(prospect, required=True)
     return ProspectFacts(
         email=prospect.email,
         phone=prospect.phone,
