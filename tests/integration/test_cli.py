@@ -13,6 +13,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -168,6 +169,12 @@ def _score_lead_event() -> tuple[dict, dict]:
     return event, json.loads(event["Records"][0]["body"])
 
 
+def _answer_and_report(out: str) -> tuple[Any, str]:
+    """`crmjobs invoke` prints the handler's answer (JSON), then the runs the event made."""
+    answer, end = json.JSONDecoder().raw_decode(out)
+    return answer, out[end:]
+
+
 def test_invoke_runs_the_handler_against_the_dev_server(run_cli, served, tmp_path):
     event, payload = _score_lead_event()
     Workspace(id=payload["workspaceId"], name="Demo", subscription_tier="starter").save()
@@ -176,10 +183,37 @@ def test_invoke_runs_the_handler_against_the_dev_server(run_cli, served, tmp_pat
     event_file.write_text(json.dumps(event))
     code, out, _ = run_cli("invoke", "score_lead", "--event", str(event_file))
     assert code == 0
-    assert json.loads(out) == {"batchItemFailures": []}
+    answer, report = _answer_and_report(out)
+    assert answer == {"batchItemFailures": []}
     [run] = client.list_runs(payload["workspaceId"], task="score-lead")
     assert run.status == "COMPLETED" and run.source == "sqs" and run.payload == payload
     assert Prospect.get(payload["workspaceId"], payload["prospectId"]).score == 10
+    assert f"score-lead {payload['workspaceId']} {run.id} COMPLETED attempt 1/3" in report
+    assert '"score": 10' in report  # the run's output
+
+
+def test_invoke_of_an_event_whose_run_fails_says_why_and_exits_1(run_cli, served, tmp_path):
+    event, _ = _score_lead_event()
+    record = event["Records"][0]
+    record["messageId"] = str(uuid.uuid4())
+    record["body"] = json.dumps({"workspaceId": "ws-missing", "prospectId": "p-1"})
+    event_file = tmp_path / "event.json"
+    event_file.write_text(json.dumps(event))
+    code, out, _ = run_cli("invoke", "score_lead", "--event", str(event_file))
+    assert code == 1
+    answer, report = _answer_and_report(out)
+    assert answer == {"batchItemFailures": []}  # acknowledged: bad input is never retried
+    assert "FAILED" in report and "NotFound: workspace ws-missing not found" in report
+
+
+def test_wait_that_times_out_has_its_own_exit_code(run_cli, workspace):
+    payload = json.dumps({"workspaceId": workspace.id, "prospectId": "p-1"})
+    code, out, err = run_cli(
+        "trigger", "score-lead", "--payload", payload, "--delay", "60", "--wait", "--timeout", "1"
+    )
+    assert code == 3
+    assert '"status": "DELAYED"' in out
+    assert "timed out" in err and "still DELAYED" in err
 
 
 @pytest.mark.slow
@@ -194,8 +228,10 @@ def test_invoke_without_a_dev_server_uses_a_fresh_runtime(tmp_path):
         timeout=180,
     )
     assert result.returncode == 0, result.stderr
-    # A fresh stack has no such prospect: the run fails for good and is acknowledged.
-    assert json.loads(result.stdout) == {"batchItemFailures": []}
+    # The fresh runtime has the demo data the sample events name.
+    answer, report = _answer_and_report(result.stdout)
+    assert answer == {"batchItemFailures": []}
+    assert "score-lead ws-demo" in report and "COMPLETED attempt 1/3" in report
 
 
 def test_fire_a_schedule_of_the_dev_server(run_cli, workspace):
@@ -390,5 +426,7 @@ def test_dev_serves_until_interrupted_and_one_shot_commands_reach_it(tmp_path):
     assert exit_code == 0, output
     assert f"serving at {document['endpoint']}" in output
     assert "OpenSearchDomain (AWS::OpenSearchService::Domain)" in output  # not emulated
-    assert "ScoreLeadFunction 1 record(s), 1 deleted, 0 retried" in output
+    assert "seeded ws-demo (300 prospects)" in output
+    run_line = next(line for line in output.splitlines() if " score-lead ws-none " in line)
+    assert "FAILED before any attempt" in run_line and "workspace ws-none not found" in run_line
     assert not endpoint_file.exists()

@@ -99,6 +99,16 @@ def backoff_seconds(attempt: int) -> int:
     return min(MAX_BACKOFF_SECONDS, math.ceil(base * random.uniform(1.0, 1.25)))
 
 
+def run_id_of(task: str, message_id: str, body: str) -> str:
+    """The run a received message belongs to: its envelope's, or the one its own id names
+    (a plain message's, or a rejected message's). A plain message with an idempotency key
+    that another message already used is that other run's duplicate and records none."""
+    read = read_body(body)
+    if read.is_envelope and limits.is_run_id(read.run_id):
+        return read.run_id
+    return ledger.run_id_for_message(task, message_id)
+
+
 def _recordable_payload(body: MessageBody) -> dict[str, Any]:
     return body.payload if isinstance(body.payload, dict) else {"body": body.payload}
 

@@ -1,6 +1,7 @@
 """The `crmjobs` command line: run the app locally, trigger tasks, manage runs and DLQs.
 
-    crmjobs dev                       # the whole app locally, until Ctrl-C
+    crmjobs dev                       # the whole app locally (demo data seeded), until Ctrl-C
+    crmjobs seed                      # the demo data into a running dev server
     crmjobs demo                      # seed a demo CRM and run every built task
     crmjobs trigger score-lead --payload '{"workspaceId": "w1", "prospectId": "p1"}' --wait
     crmjobs runs list --workspace w1 --status FAILED
@@ -28,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     from crmjobs.config import ConfigurationError
     from crmjobs.errors import PermanentError
     from crmjobs_local.cli import rendering
-    from crmjobs_local.cli.errors import CliError
+    from crmjobs_local.cli.errors import EXIT_ERROR, CliError
     from crmjobs_local.cli.parsing import build_parser
     from crmjobs_local.project import ProjectNotFound
 
@@ -44,4 +45,4 @@ def main(argv: list[str] | None = None) -> int:
         BotoCoreError,
     ) as error:
         rendering.console(sys.stderr).print(f"[red]error:[/] {error}", highlight=False)
-        return 2
+        return EXIT_ERROR

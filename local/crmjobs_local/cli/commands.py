@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -18,7 +19,7 @@ from rich.console import Console
 
 from crmjobs.tasks import TASKS
 from crmjobs_local.cli import rendering, web
-from crmjobs_local.cli.errors import CliError
+from crmjobs_local.cli.errors import EXIT_OK, EXIT_RUN_FAILED, EXIT_TIMED_OUT, CliError
 from crmjobs_local.cli.targets import (
     QUIET_SETTINGS,
     Target,
@@ -72,11 +73,13 @@ def cmd_dev(args: argparse.Namespace, console: Console) -> int:
     if running is not None:
         raise CliError(f"a {running.description} already serves {data_dir}")
     os.environ.update(QUIET_SETTINGS)
+    run_log = rendering.RunLog(console)
     runtime = LocalRuntime(
         template,
         data_dir=data_dir,
         parameters=web.runtime_parameters(args),
-        on_invoke=lambda function, outcome: rendering.batch_line(console, function, outcome),
+        api_port=args.api_port,
+        on_invoke=run_log.batch,
         on_fire=lambda record: rendering.fire_line(console, record),
     )
     # Explicit handlers: a background process may have inherited an ignored SIGINT.
@@ -90,6 +93,11 @@ def cmd_dev(args: argparse.Namespace, console: Console) -> int:
         with console.status("provisioning template.yaml into moto"):
             runtime.start()
         assert runtime.resources is not None
+        if not args.no_seed:  # before the endpoint file: commands find the data there
+            from crmjobs_local.seed import describe, seed
+
+            with console.status("seeding the demo data"):
+                seeded = describe(seed())
         endpoint_path = write_endpoint_file(runtime)
         console.print(f"[bold green]crmjobs dev[/] serving at [bold]{runtime.endpoint_url}[/]")
         console.print(f"data dir {runtime.data_dir}; endpoint file {endpoint_path}")
@@ -103,12 +111,15 @@ def cmd_dev(args: argparse.Namespace, console: Console) -> int:
             console.print("[yellow]not emulated locally:[/]")
             for missing in resources.unsupported:
                 console.print(f"  {missing}")
+        if not args.no_seed:
+            console.print(seeded)
         outbox = Outbox(runtime.data_dir / "outbox")
         runtime.serve()
         servers = web.serve_dev(runtime, args, console)
-        console.print("polling queues, streams and schedules; Ctrl-C stops")
+        console.print("polling queues, streams and schedules; a line per run; Ctrl-C stops")
         while True:
             time.sleep(1)
+            run_log.poll()
             for path in outbox.sync():
                 console.print(f"{datetime.now():%H:%M:%S} [bold]mail[/] {path}")
     except (KeyboardInterrupt, _Interrupted):
@@ -124,16 +135,26 @@ def cmd_dev(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_seed(args: argparse.Namespace, console: Console) -> int:
+    from crmjobs_local.seed import describe, seed
+
+    with applied(dev_server_target(args.data_dir)):
+        console.print(describe(seed()))
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- demo
 
 
 def cmd_demo(args: argparse.Namespace, console: Console) -> int:
+    """The demo in a fresh data dir: `--data-dir` (kept), or a temporary one (removed)."""
     from crmjobs_local.demo import run_demo
 
     _silence_request_logs()
     if args.prospects < 1:
         raise CliError("--prospects must be at least 1")
-    if args.data_dir is None:
+    temporary = args.data_dir is None
+    if temporary:
         data_dir = Path(tempfile.mkdtemp(prefix="crmjobs-demo-"))
     else:
         data_dir = Path(args.data_dir)
@@ -141,14 +162,18 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
             raise CliError(f"{data_dir} is not empty; the demo needs a fresh data dir")
     os.environ.update(QUIET_SETTINGS)
     template = args.template or find_template()
-    return run_demo(console, prospects=args.prospects, data_dir=data_dir, template=template)
+    try:
+        return run_demo(console, prospects=args.prospects, data_dir=data_dir, template=template)
+    finally:
+        if temporary:
+            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- runs
 
 
 def cmd_trigger(args: argparse.Namespace, console: Console) -> int:
-    from crmjobs import client
+    from crmjobs import client, ledger
 
     payload = load_json_argument(args.payload)
     with applied(resolve_target(args)):
@@ -162,10 +187,17 @@ def cmd_trigger(args: argparse.Namespace, console: Console) -> int:
         note = " (an earlier run with this idempotency key)" if view.deduplicated else ""
         console.print(f"{view.id} {rendering.status_text(view.status)}{note}")
         if not args.wait:
-            return 0
+            return EXIT_OK
         final = rendering.wait_with_status(console, view.id, args.timeout)
         console.print_json(final.model_dump_json())
-        return 0 if final.status == "COMPLETED" else 1
+        if final.status not in ledger.FINISHED:
+            rendering.console(sys.stderr).print(
+                f"[yellow]timed out[/]: {final.id} is still {final.status} after "
+                f"{args.timeout:g} s (--timeout); it goes on: crmjobs runs show {final.id}",
+                highlight=False,
+            )
+            return EXIT_TIMED_OUT
+        return EXIT_OK if final.status == "COMPLETED" else EXIT_RUN_FAILED
 
 
 def cmd_runs_list(args: argparse.Namespace, console: Console) -> int:
@@ -193,8 +225,9 @@ def cmd_runs_cancel(args: argparse.Namespace, console: Console) -> int:
 
     with applied(resolve_target(args)):
         view = client.cancel(args.run_id)
-    console.print(f"{view.id} {rendering.status_text(view.status)}")
-    return 0
+    note = " (cancel requested: it stops at its next check)" if view.status == "EXECUTING" else ""
+    console.print(f"{view.id} {rendering.status_text(view.status)}{note}")
+    return EXIT_OK
 
 
 def cmd_runs_replay(args: argparse.Namespace, console: Console) -> int:
@@ -297,7 +330,36 @@ def _names_function(
     return name in (logical_id, function_name, arn, Path(handler_file).parent.name)
 
 
-def _invoke_on_dev_server(target: Target, name: str, event: Any) -> Any:
+#: How long `crmjobs invoke` waits for a run that went on in a state machine (a bulk run).
+INVOKE_WAIT_SECONDS = 120
+
+
+def _report_invocation(console: Console, logical_id: str, event: Any, result: Any) -> int:
+    """Print the handler's answer and, for an SQS-fed task, each run the event produced
+    with its status and output or error; EXIT_RUN_FAILED when one FAILED or was CANCELED.
+    A run that went on in a state machine is waited for."""
+    from crmjobs import client
+
+    sys.stdout.write(json.dumps(result, indent=2, default=str) + "\n")
+    task = rendering.task_of_function(logical_id)
+    if task is None or not isinstance(event, dict):
+        return EXIT_OK
+    failed = False
+    for run_id, view in rendering.runs_of_event(task, event):
+        if view is None:
+            console.print(f"{run_id}: no run recorded (a duplicate of another message's run)")
+            continue
+        if view.status == "EXECUTING" and view.execution:
+            view = client.wait(view.id, timeout=INVOKE_WAIT_SECONDS)
+        console.print(rendering.run_line(view), highlight=False)
+        if view.status == "COMPLETED":
+            console.print_json(json.dumps(view.output, default=str))
+        failed = failed or view.status in ("FAILED", "CANCELED")
+    return EXIT_RUN_FAILED if failed else EXIT_OK
+
+
+def _invoke_on_dev_server(target: Target, name: str, event: Any) -> tuple[str, Any]:
+    """(the function's logical id, its handler's answer)."""
     from crmjobs import config
     from crmjobs_local.context import LambdaContext, load_handler
 
@@ -317,12 +379,14 @@ def _invoke_on_dev_server(target: Target, name: str, event: Any) -> Any:
         timeout_seconds=function["timeoutSeconds"],
     )
     with applied(target), config.function_environment(function["environment"]):
-        return handler(event, context)
+        return logical_id, handler(event, context)
 
 
 def cmd_invoke(args: argparse.Namespace, console: Console) -> int:
     """Like `sam local invoke`, without Docker: against a running dev server when there is
-    one (its data), else in a fresh in-process local runtime."""
+    one (its data), else in a fresh in-process local runtime seeded with the demo data
+    (unless --no-seed). Prints the handler's answer and the runs the event produced; exits
+    EXIT_RUN_FAILED when one of them failed."""
     from crmjobs_local.stack import LocalRuntime
 
     event = load_json_argument(f"@{args.event}")
@@ -331,27 +395,31 @@ def cmd_invoke(args: argparse.Namespace, console: Console) -> int:
     except CliError:
         target = None
     if target is not None:
-        result = _invoke_on_dev_server(target, args.function, event)
-    else:
-        os.environ.update(QUIET_SETTINGS)
-        with tempfile.TemporaryDirectory(prefix="crmjobs-invoke-") as data_dir:
-            fresh = LocalRuntime(args.template, data_dir=Path(data_dir), in_process=True)
-            with fresh as runtime:
-                assert runtime.resources is not None
-                matching = [
-                    function.logical_id
-                    for function in runtime.resources.functions.values()
-                    if _names_function(
-                        args.function,
-                        function.logical_id,
-                        function.name,
-                        function.arn,
-                        str(function.handler_file),
-                    )
-                ]
-                if not matching:
-                    raise CliError(f"no function {args.function!r} in {runtime.template}")
-                result = runtime.invoke(matching[0], event)
-    sys.stdout.write(json.dumps(result, indent=2, default=str) + "\n")
-    return 0
+        logical_id, result = _invoke_on_dev_server(target, args.function, event)
+        with applied(target):
+            return _report_invocation(console, logical_id, event, result)
+    os.environ.update(QUIET_SETTINGS)
+    with tempfile.TemporaryDirectory(prefix="crmjobs-invoke-") as data_dir:
+        fresh = LocalRuntime(args.template, data_dir=Path(data_dir), in_process=True)
+        with fresh as runtime:
+            assert runtime.resources is not None
+            matching = [
+                function.logical_id
+                for function in runtime.resources.functions.values()
+                if _names_function(
+                    args.function,
+                    function.logical_id,
+                    function.name,
+                    function.arn,
+                    str(function.handler_file),
+                )
+            ]
+            if not matching:
+                raise CliError(f"no function {args.function!r} in {runtime.template}")
+            if not args.no_seed:
+                from crmjobs_local.seed import seed
+
+                seed(index_documents=False)
+            result = runtime.invoke(matching[0], event)
+            return _report_invocation(console, matching[0], event, result)
 

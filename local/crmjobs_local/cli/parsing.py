@@ -44,10 +44,21 @@ def build_parser() -> argparse.ArgumentParser:
     target = _target_options()
     tasks = sorted(TASKS)
 
-    dev = subcommands.add_parser("dev", help="run the whole app locally until Ctrl-C")
+    dev = subcommands.add_parser(
+        "dev", help="run the whole app locally until Ctrl-C, with the demo data seeded"
+    )
     _add_local_options(dev)
     web.add_dev_options(dev)
+    dev.add_argument(
+        "--no-seed", action="store_true", help="start empty (no demo workspaces and prospects)"
+    )
     dev.set_defaults(run=commands.cmd_dev)
+
+    seed = subcommands.add_parser(
+        "seed", help="write the demo data (ws-demo, ws-globex) into the running dev server"
+    )
+    _add_local_options(seed)
+    seed.set_defaults(run=commands.cmd_seed)
 
     demo = subcommands.add_parser("demo", help="seed a demo CRM and run every built task")
     demo.add_argument("--prospects", type=int, default=300, help="prospects of the demo workspace")
@@ -59,10 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
     trigger.add_argument("task", choices=tasks, metavar="TASK")
     trigger.add_argument("--payload", required=True, help="JSON, or @file")
     trigger.add_argument("--idempotency-key")
-    trigger.add_argument("--delay", type=float, help="seconds before the run starts")
+    trigger.add_argument("--delay", type=int, help="whole seconds before the run starts")
     trigger.add_argument("--tag", action="append", help="a tag (repeatable)")
     trigger.add_argument("--wait", action="store_true", help="wait until the run finishes")
-    trigger.add_argument("--timeout", type=float, default=300, help="seconds --wait waits")
+    trigger.add_argument(
+        "--timeout",
+        type=float,
+        default=300,
+        help="seconds --wait waits (then exit code 3; the run goes on)",
+    )
     trigger.set_defaults(run=commands.cmd_trigger)
 
     runs = subcommands.add_parser("runs", help="list, show, cancel or replay runs")
@@ -76,7 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     listing.set_defaults(run=commands.cmd_runs_list)
     for action, handler, description in (
         ("show", commands.cmd_runs_show, "one run as JSON"),
-        ("cancel", commands.cmd_runs_cancel, "cancel a QUEUED or DELAYED run"),
+        (
+            "cancel",
+            commands.cmd_runs_cancel,
+            "cancel a run (an EXECUTING one stops: a bulk run at once, others at their next"
+            " check)",
+        ),
         ("replay", commands.cmd_runs_replay, "a new run with the same task and payload"),
     ):
         sub = run_commands.add_parser(action, parents=[target], help=description)
@@ -114,6 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
         "function", metavar="FUNCTION", help="logical id, function name or folder (score_lead)"
     )
     invoke.add_argument("--event", required=True, type=Path, help="the event JSON file")
+    invoke.add_argument(
+        "--no-seed",
+        action="store_true",
+        help="without a dev server: do not seed the fresh runtime with the demo data",
+    )
     invoke.set_defaults(run=commands.cmd_invoke)
 
     fire = subcommands.add_parser("fire", help="fire a schedule of the dev server now")

@@ -4,10 +4,11 @@ hits, and the dev server's live lines."""
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from rich.console import Console
 from rich.table import Table
@@ -92,8 +93,97 @@ def search_hits_table(workspace_id: str, query: str, hits: Sequence[SearchHit]) 
     return table
 
 
+def task_of_function(logical_id: str) -> str | None:
+    """The task an SQS-fed function runs (`ScoreLeadFunction` -> score-lead), or None."""
+    from crmjobs.tasks import TASKS
+
+    return next(
+        (spec.name for spec in TASKS.values() if f"{spec.resource_prefix}Function" == logical_id),
+        None,
+    )
+
+
+def runs_of_event(task: str, event: dict[str, Any]) -> list[tuple[str, RunView | None]]:
+    """(run id, run or None when none was recorded) for each SQS record of an event."""
+    from crmjobs import ledger
+    from crmjobs.ledger import RunView
+    from crmjobs.runtime import run_id_of
+
+    found = []
+    for record in event.get("Records", []):
+        run_id = run_id_of(task, record.get("messageId", ""), record.get("body", ""))
+        run = ledger.get(run_id)
+        found.append((run_id, None if run is None else RunView.of(run)))
+    return found
+
+
+def run_line(view: RunView) -> str:
+    """A run in one line: task, workspace, id, status, attempt, duration, and its error
+    (or why it waits)."""
+    took = _duration(view)
+    attempt = (
+        f"attempt {view.attempts}/{view.maxAttempts}" if view.attempts else "before any attempt"
+    )
+    line = f"[bold]{view.task}[/] {view.workspaceId} {view.id} {status_text(view.status)} {attempt}"
+    line += f" {took}" if took else ""
+    error = view.error or {}
+    if view.status in ("FAILED", "CANCELED"):
+        line += f" [red]{error.get('type')}: {error.get('message')}[/]"
+    elif view.status == "QUEUED" and error:
+        line += f" retrying after [yellow]{error.get('type')}: {error.get('message')}[/]"
+    elif view.status == "QUEUED":
+        line += " waiting for a concurrency slot"
+    return line
+
+
+class RunLog:
+    """The dev server's live lines: one per run a queue poller ran, when it is done with it
+    (finished, or back in the queue for a retry). A run that goes on in a state machine (a
+    bulk run) gets its line when it finishes (`poll`, from the dev server's loop)."""
+
+    def __init__(self, out: Console) -> None:
+        self.out = out
+        self._lock = threading.Lock()
+        self._executing: set[str] = set()
+        self._shown: set[tuple[str, str, int]] = set()
+
+    def batch(self, function: str, outcome: BatchOutcome) -> None:
+        task = task_of_function(function)
+        if task is None:  # a queue of no task (campaign feedback): its batch
+            batch_line(self.out, function, outcome)
+            return
+        for run_id, view in runs_of_event(task, outcome.event):
+            if view is None:
+                self._print(f"[bold]{task}[/] message of no run ({run_id}): a duplicate")
+            else:
+                self._show(view)
+
+    def poll(self) -> None:
+        from crmjobs import client
+
+        with self._lock:
+            executing = list(self._executing)
+        for run_id in executing:
+            self._show(client.retrieve(run_id))
+
+    def _show(self, view: RunView) -> None:
+        with self._lock:
+            if view.status == "EXECUTING":
+                self._executing.add(view.id)
+                return
+            self._executing.discard(view.id)
+            key = (view.id, str(view.status), view.attempts)
+            if key in self._shown:
+                return
+            self._shown.add(key)
+        self._print(run_line(view))
+
+    def _print(self, text: str) -> None:
+        self.out.print(f"{datetime.now():%H:%M:%S} {text}", highlight=False)
+
+
 def batch_line(out: Console, function: str, outcome: BatchOutcome) -> None:
-    """One line per batch a dev server's queue poller ran."""
+    """One line per batch a dev server's queue poller ran (for queues of no task)."""
     records = len(outcome.event.get("Records", []))
     state = "[green]ok[/]" if outcome.succeeded else f"[red]failed: {outcome.failure_reason}[/]"
     out.print(
