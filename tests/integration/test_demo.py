@@ -89,3 +89,25 @@ def test_verdict_fails_on_any_unfinished_run_and_names_its_error():
     assert verdict(console, [completed, failed], []) == 1
     assert "run_bad score-lead (ws-demo) FAILED: NotFound gone" in output.getvalue()
     assert verdict(console, [completed], ["search crossed workspaces"]) == 1
+
+
+def test_a_demo_in_a_temporary_data_dir_leaves_nothing_behind(tmp_path, monkeypatch):
+    """Without --data-dir the demo runs in a fresh temporary folder, removed afterwards
+    (also when the demo fails)."""
+    import tempfile
+
+    from crmjobs_local import cli, demo
+
+    used = []
+
+    def recording_demo(console, *, prospects, data_dir, template):
+        (data_dir / "moto-state").write_text("written by the demo")
+        used.append(data_dir)
+        return 1
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(demo, "run_demo", recording_demo)
+    assert cli.main(["demo", "--prospects", "5"]) == 1
+    [data_dir] = used
+    assert data_dir.parent == tmp_path and data_dir.name.startswith("crmjobs-demo-")
+    assert list(tmp_path.iterdir()) == []
