@@ -28,7 +28,6 @@ from crmjobs.domain.pacing import max_in_window  # noqa: E402
 from crmjobs.models import Campaign, Prospect, Workspace  # noqa: E402
 from crmjobs.models.campaigns import CampaignContent  # noqa: E402
 from crmjobs.services import campaign_sending  # noqa: E402
-from crmjobs_local import campaigns as local_campaigns  # noqa: E402
 from crmjobs_local.stack import LocalRuntime  # noqa: E402
 
 WORKSPACE = "ws-bench-campaigns"
@@ -128,7 +127,6 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as data_dir, LocalRuntime(
         data_dir=Path(data_dir), in_process=True, parameters={"MaxSendRate": f"{args.rate:g}"}
     ) as stack:
-        local_campaigns.prepare()
         seed(args.recipients)
         with stack.serving():
             plain = send_once("bench-plain", TimedMailer(args.rate, 0.0), args.recipients)

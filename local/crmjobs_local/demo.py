@@ -578,6 +578,7 @@ def run_demo(console: Any, *, prospects: int, data_dir: Path, template: Path) ->
         template,
         data_dir=data_dir,
         on_invoke=stats.record,
+        api_port=0,  # the campaign part serves the HTTP API there (unsubscribe links)
         parameters={
             **demo_agents.stack_parameters(data_dir),
             **demo_campaigns.STACK_PARAMETERS,

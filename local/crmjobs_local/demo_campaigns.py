@@ -17,8 +17,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from crmjobs_local import campaigns as local_campaigns
-
 #: Send rate of the demo's stack (messages per second; moto has no GetAccount).
 STACK_PARAMETERS = {"MaxSendRate": "40"}
 CONTACTS = 200
@@ -108,11 +106,16 @@ def _ses_event(event_type: str, workspace_id: str, campaign_id: str, row: Any, *
     }
 
 
-def _unsubscribe_link(address: str, outbox_dir) -> str:
-    for path in sorted(outbox_dir.glob("*.eml")):
-        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-        if message["To"] == address:
-            return re.search(r"<(http[^>]+)>", message["List-Unsubscribe"]).group(1)
+def _unsubscribe_link(address: str, outbox_dir, timeout_s: float = 10) -> str:
+    """The link of the message to `address`, once the serving stack wrote it to the outbox
+    (it does each second)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for path in sorted(outbox_dir.glob("*.eml")):
+            message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+            if message["To"] == address:
+                return re.search(r"<(http[^>]+)>", message["List-Unsubscribe"]).group(1)
+        time.sleep(0.2)
     raise LookupError(f"no message to {address} in the outbox")
 
 
@@ -126,9 +129,9 @@ def run_campaigns_demo(console: Any, stack: Any, workspace_id: str, problems: li
 
     console.rule("[bold]Campaigns")
     rng = random.Random(7)
-    api = BackgroundServer(LocalHttpApi.for_stack(stack)).start()
+    # Where the stack's ApiEndpoint (its unsubscribe links) points.
+    api = BackgroundServer(LocalHttpApi.for_stack(stack), stack.api_port).start()
     try:
-        local_campaigns.prepare(unsubscribe_url=f"{api.url}/unsubscribe")
         written, suppressed = _seed(workspace_id, rng)
         console.print(f"{written} contacts, {DUPLICATES} duplicate addresses, {OPTED_OUT} opted "
                       f"out, 1 invalid, {suppressed} suppressed")
@@ -167,7 +170,6 @@ def run_campaigns_demo(console: Any, stack: Any, workspace_id: str, problems: li
         ):
             for _ in range(2):  # SES may publish an event twice: it counts once
                 aws.client("sqs").send_message(QueueUrl=queue, MessageBody=json.dumps(event))
-        stack.outbox.sync()
         link = _unsubscribe_link(leaving.email, stack.outbox.folder)
         request = urllib.request.Request(link, data=b"List-Unsubscribe=One-Click", method="POST")
         with urllib.request.urlopen(request, timeout=30) as response:

@@ -42,6 +42,8 @@ from crmjobs_local.context import LambdaContext
 from crmjobs_local.template import ResolutionContext, Template, resolve
 
 LOCAL_HOST = "127.0.0.1"
+#: Where `crmjobs dev` serves the HTTP API unless told otherwise (--api-port).
+DEFAULT_API_PORT = 3000
 API_ID = "local"
 _PATH_VARIABLE = re.compile(r"\{(\w+)(\+?)\}")
 #: The stack parameters that turn the template's JWT authorizer on, for local tokens.

@@ -59,7 +59,10 @@ _UNSUPPORTED_REASONS = {
     "AWS::SNS::Subscription": "nothing delivers SNS notifications locally",
     "AWS::Logs::LogGroup": "logs go to the local process output",
 }
-_API_GATEWAY_REASON = "the HTTP API is not served locally; call the client or CLI instead"
+_API_GATEWAY_REASON = (
+    "routes and authorizers are read from the template by crmjobs_local.http_api, which "
+    "crmjobs dev serves"
+)
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,9 @@ class LocalResources:
     roles: dict[str, str] = field(default_factory=dict)
     managed_policies: dict[str, str] = field(default_factory=dict)
     keys: dict[str, str] = field(default_factory=dict)
+    secrets: dict[str, str] = field(default_factory=dict)
+    #: Each HTTP API's ApiEndpoint: the local HTTP API's URL when one was given.
+    apis: dict[str, str] = field(default_factory=dict)
     global_environment: dict[str, str] = field(default_factory=dict)
     unsupported: list[NotProvisioned] = field(default_factory=list)
     skipped: list[NotProvisioned] = field(default_factory=list)
@@ -225,8 +231,10 @@ class _Provisioner:
         context: ResolutionContext,
         resources: LocalResources,
         session: boto3.session.Session,
+        api_endpoint: str | None = None,
     ) -> None:
         self.template = template
+        self.api_endpoint = api_endpoint
         self.context = context
         self.local = resources
         self.session = session
@@ -240,6 +248,8 @@ class _Provisioner:
             "AWS::IAM::ManagedPolicy": self._create_managed_policy,
             "AWS::IAM::RolePolicy": self._create_role_policy,
             "AWS::KMS::Key": self._create_key,
+            "AWS::SecretsManager::Secret": self._create_secret,
+            "AWS::ApiGatewayV2::Api": self._create_http_api,
             "AWS::Serverless::Function": self._create_function,
             "AWS::Serverless::StateMachine": self._create_state_machine,
             "AWS::Scheduler::ScheduleGroup": self._create_schedule_group,
@@ -592,6 +602,79 @@ class _Provisioner:
             }
         )
 
+    # --- Secrets Manager ------------------------------------------------------------------
+
+    _GENERATE_OPTIONS = (
+        "ExcludeCharacters",
+        "ExcludeLowercase",
+        "ExcludeNumbers",
+        "ExcludePunctuation",
+        "ExcludeUppercase",
+        "IncludeSpace",
+        "PasswordLength",
+        "RequireEachIncludedType",
+    )
+
+    def _create_secret(self, logical_id: str, properties: dict[str, Any]) -> None:
+        self.report_unknown(
+            logical_id,
+            "AWS::SecretsManager::Secret",
+            properties,
+            {"Name", "Description", "SecretString", "GenerateSecretString", "KmsKeyId", "Tags"},
+        )
+        props = resolve(properties, self.context)
+        secretsmanager = self.client("secretsmanager")
+        value = props.get("SecretString")
+        if value is None:
+            # CloudFormation's GenerateSecretString: a random password with these options,
+            # alone or put under GenerateStringKey of SecretStringTemplate's JSON object.
+            generate = props.get("GenerateSecretString") or {}
+            value = secretsmanager.get_random_password(
+                **{key: generate[key] for key in self._GENERATE_OPTIONS if key in generate}
+            )["RandomPassword"]
+            if "SecretStringTemplate" in generate:
+                document = json.loads(generate["SecretStringTemplate"])
+                document[generate["GenerateStringKey"]] = value
+                value = json.dumps(document)
+        request: dict[str, Any] = {
+            "Name": self.physical_name(logical_id, properties, "Name"),
+            "SecretString": _as_string(value),
+            **{key: props[key] for key in ("Description", "KmsKeyId") if key in props},
+        }
+        if props.get("Tags"):
+            request["Tags"] = [{"Key": k, "Value": v} for k, v in _tags_dict(props["Tags"]).items()]
+        arn = secretsmanager.create_secret(**request)["ARN"]
+        self.local.secrets[logical_id] = arn
+        self.context.references[logical_id] = arn
+        self.context.attributes[(logical_id, "Id")] = arn
+
+    # --- API Gateway ----------------------------------------------------------------------
+
+    def _create_http_api(self, logical_id: str, properties: dict[str, Any]) -> None:
+        """The API exists in moto so references resolve; its ApiEndpoint is the local HTTP
+        API's URL (`api_endpoint`) when given, since that is where requests are served."""
+        self.report_unknown(
+            logical_id,
+            "AWS::ApiGatewayV2::Api",
+            properties,
+            {"Name", "ProtocolType", "Description", "Tags"},
+        )
+        props = resolve(properties, self.context)
+        request: dict[str, Any] = {
+            "Name": self.physical_name(logical_id, properties, "Name"),
+            "ProtocolType": props.get("ProtocolType", "HTTP"),
+            **{key: props[key] for key in ("Description",) if key in props},
+        }
+        if props.get("Tags"):
+            request["Tags"] = _tags_dict(props["Tags"])
+        api = self.client("apigatewayv2").create_api(**request)
+        endpoint = self.api_endpoint or api["ApiEndpoint"]
+        self.local.apis[logical_id] = endpoint
+        self.context.references[logical_id] = api["ApiId"]
+        self.context.attributes.update(
+            {(logical_id, "ApiEndpoint"): endpoint, (logical_id, "ApiId"): api["ApiId"]}
+        )
+
     def shared_role(self, service_principal: str, suffix: str) -> str:
         """One role per service for resources that let SAM generate theirs."""
         if service_principal not in self._shared_roles:
@@ -779,8 +862,12 @@ def provision(
     account_id: str = DEFAULT_ACCOUNT_ID,
     parameters: Mapping[str, Any] | None = None,
     stack_name: str = DEFAULT_STACK_NAME,
+    api_endpoint: str | None = None,
 ) -> LocalResources:
     """Create the template's resources in moto and return their local names and settings.
+
+    `api_endpoint` is the URL the local HTTP API is served at: what `ApiEndpoint` of the
+    template's HTTP APIs resolves to (moto's made-up endpoint otherwise).
 
     With `endpoint_url=None` the clients call AWS's default endpoints, which only works
     under `mock_aws`; the fixed dummy credentials make a call outside of it fail instead of
@@ -798,5 +885,5 @@ def provision(
     session = boto3.session.Session(
         aws_access_key_id="testing", aws_secret_access_key="testing", region_name=region
     )
-    _Provisioner(template, context, resources, session).run()
+    _Provisioner(template, context, resources, session, api_endpoint).run()
     return resources

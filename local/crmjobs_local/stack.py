@@ -20,13 +20,14 @@ from crmjobs import config
 from crmjobs.adapters import aws
 from crmjobs_local.context import LambdaContext, load_handler
 from crmjobs_local.event_sources import BatchOutcome, SqsEventSource
+from crmjobs_local.http_api import DEFAULT_API_PORT, LOCAL_HOST
 from crmjobs_local.outbox import Outbox, verify_sender
 from crmjobs_local.project import default_data_dir, find_template
 from crmjobs_local.provision import LocalFunction, LocalResources, NotProvisioned, provision
 from crmjobs_local.schedules import FireRecord, LocalScheduler
 from crmjobs_local.sfn_bridge import LambdaBridge
 from crmjobs_local.streams import StreamEventSource
-from crmjobs_local.template import DynamoDbStreamEventSource, OtherEventSource
+from crmjobs_local.template import DynamoDbStreamEventSource, OtherEventSource, Template
 from crmjobs_local.template import SqsEventSource as SqsEventConfig
 
 #: The local sender domain, verified at start so every address of it can send.
@@ -41,6 +42,9 @@ LOCAL_SETTINGS = {
     "POWERTOOLS_METRICS_DISABLED": "true",
     "POWERTOOLS_LOG_LEVEL": "WARNING",
 }
+#: Parameter values a local stack gets unless told otherwise (when the template declares
+#: them): moto has no SES GetAccount, so sends are paced at this many messages per second.
+LOCAL_PARAMETERS = {"MaxSendRate": "50"}
 LOCAL_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -60,7 +64,9 @@ class LocalRuntime:
     """The application running locally; use as a context manager or start()/stop().
 
     By default the template is the project's (found from the current folder upward, see
-    `crmjobs_local.project`) and local state lives in `.crmjobs` beside it.
+    `crmjobs_local.project`) and local state lives in `.crmjobs` beside it. `api_port` is
+    where the local HTTP API is (to be) served, what the template's `ApiEndpoint` resolves
+    to (unsubscribe links); 0 picks a free port at start.
     """
 
     def __init__(
@@ -70,6 +76,7 @@ class LocalRuntime:
         data_dir: Path | None = None,
         in_process: bool = False,
         parameters: dict[str, str] | None = None,
+        api_port: int = DEFAULT_API_PORT,
         on_invoke: Callable[[str, BatchOutcome], None] | None = None,
         on_fire: Callable[[FireRecord], None] | None = None,
     ) -> None:
@@ -77,6 +84,7 @@ class LocalRuntime:
         self.data_dir = Path(data_dir or default_data_dir(self.template)).resolve()
         self.in_process = in_process
         self.parameters = parameters
+        self.api_port = api_port
         self.on_invoke = on_invoke
         self.on_fire = on_fire
         self.settings = {**LOCAL_SETTINGS, "LOCAL_DATA_DIR": str(self.data_dir)}
@@ -101,8 +109,19 @@ class LocalRuntime:
         self._saved_environ = dict(os.environ)
         os.environ.update(LOCAL_CREDENTIALS)
         self._start_moto()
+        if self.api_port == 0:
+            self.api_port = free_port()
+        template = Template.load(self.template)
+        declared = template.document.get("Parameters") or {}
+        self.parameters = {
+            **{name: value for name, value in LOCAL_PARAMETERS.items() if name in declared},
+            **(self.parameters or {}),
+        }
         self.resources = provision(
-            self.template, endpoint_url=self.endpoint_url, parameters=self.parameters
+            template,
+            endpoint_url=self.endpoint_url,
+            parameters=self.parameters,
+            api_endpoint=self.api_url,
         )
         os.environ.update({**self.resources.environment(), **self.settings})
         reset_cached_clients()
@@ -140,6 +159,10 @@ class LocalRuntime:
         # moto's Step Functions interpreter calls back into the server on MOTO_PORT.
         os.environ.update({"AWS_ENDPOINT_URL": self.endpoint_url, "MOTO_PORT": str(port)})
         requests.post(f"{self.endpoint_url}/moto-api/config", json=MOTO_CONFIG, timeout=10)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{LOCAL_HOST}:{self.api_port}"
 
     def stop(self) -> None:
         self.stop_serving()

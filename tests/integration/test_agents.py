@@ -30,7 +30,6 @@ from crmjobs.services import agent_scheduling, agent_tools
 from crmjobs.services import agents as agent_service
 from crmjobs.stores import executions as execution_store
 from crmjobs.stores.executions import hour_of, iso
-from crmjobs_local import campaigns as local_campaigns
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,7 +49,6 @@ def local_stack(tmp_path_factory, script_file):
     with LocalRuntime(
         ROOT / "template.yaml", data_dir=data_dir, in_process=True, parameters=parameters
     ) as local:
-        local_campaigns.prepare()  # send_email's unsubscribe key and link
         # One run per poll, at once: the template's 1 s batching window would only wait.
         local.source_for_task("execute-agent").batching_window_s = 0
         yield local

@@ -21,7 +21,6 @@ from crmjobs.domain.rendering import message_tags
 from crmjobs.models import Campaign, Contact, Delivery, Prospect, Suppression, Workspace
 from crmjobs.models.campaigns import CampaignContent
 from crmjobs.stores import deliveries
-from crmjobs_local import campaigns as local_campaigns
 from crmjobs_local.outbox import sent_mail_in_process
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,9 +34,7 @@ def local_stack(tmp_path_factory):
         ROOT / "template.yaml",
         data_dir=tmp_path_factory.mktemp("data"),
         in_process=True,
-        parameters={"MaxSendRate": "50"},
     ) as local:
-        local_campaigns.prepare()
         with local.serving():
             yield local
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import email
 import email.policy
-import uuid
 
 import pytest
 
-from crmjobs.adapters import aws
+from crmjobs import config
 from crmjobs.adapters.mailer import SendThrottled, SesMailer
 from crmjobs.errors import NotFound
 from crmjobs.models import Contact, Prospect, Workspace
@@ -19,19 +18,10 @@ from crmjobs_local.outbox import sent_mail_in_process
 
 
 @pytest.fixture
-def mail_settings(stack, monkeypatch):
-    """Sender settings as the template gives them (until the template carries them)."""
-    import os
-
-    if not os.environ.get("UNSUBSCRIBE_SECRET_ARN"):
-        secret = aws.client("secretsmanager").create_secret(
-            Name=f"unsubscribe-{uuid.uuid4().hex[:6]}", SecretString="s" * 48
-        )
-        monkeypatch.setenv("UNSUBSCRIBE_SECRET_ARN", secret["ARN"])
-    monkeypatch.setenv("SES_SENDER", os.environ.get("SES_SENDER", "crm@crmjobs.local"))
-    monkeypatch.setenv(
-        "UNSUBSCRIBE_URL", os.environ.get("UNSUBSCRIBE_URL", "https://crm.example/unsubscribe")
-    )
+def mail_settings(stack):
+    """Sender settings as the template gives them to send_email's function (the agents')."""
+    with config.function_environment(stack.function("ExecuteAgentFunction").environment):
+        yield
 
 
 def _sent_to(address: str) -> list:

@@ -280,7 +280,6 @@ def test_reports_what_it_cannot_emulate(resources):
         ("ItemsTable", "AWS::DynamoDB::Table"),  # ContributorInsightsSpecification
         ("WorkDLQAlarm", "AWS::CloudWatch::Alarm"),
         ("SearchDomain", "AWS::OpenSearchService::Domain"),
-        ("HttpApi", "AWS::ApiGatewayV2::Api"),
     }
     assert all(item.reason for item in resources.unsupported)
     # The domain exists under the default parameters, so its endpoint cannot be resolved.
@@ -323,6 +322,52 @@ def test_circular_references_are_rejected(aws, tmp_path):
     )
     with pytest.raises(ValueError, match="circular references between resources: First, Second"):
         provision(template)
+
+
+def test_secrets_are_generated_and_api_endpoints_point_at_the_local_http_api(aws, tmp_path):
+    template = Template(
+        document={
+            "Resources": {
+                "Api": {"Type": "AWS::ApiGatewayV2::Api",
+                        "Properties": {"Name": "api", "ProtocolType": "HTTP"}},
+                "Generated": {
+                    "Type": "AWS::SecretsManager::Secret",
+                    "Properties": {"GenerateSecretString": {
+                        "PasswordLength": 40, "ExcludePunctuation": True}},
+                },
+                "Templated": {
+                    "Type": "AWS::SecretsManager::Secret",
+                    "Properties": {"Name": "db", "GenerateSecretString": {
+                        "SecretStringTemplate": '{"user": "app"}',
+                        "GenerateStringKey": "password"}},
+                },
+                "Given": {"Type": "AWS::SecretsManager::Secret",
+                          "Properties": {"SecretString": {"Fn::Sub": "${AWS::Region}-key"}}},
+            }
+        },
+        base_dir=tmp_path,
+    )
+    resources = provision(template, stack_name="secrets", api_endpoint="http://127.0.0.1:3999")
+    assert resources.unsupported == []
+    assert resources.apis == {"Api": "http://127.0.0.1:3999"}
+    secretsmanager = boto3.client("secretsmanager", region_name=REGION)
+
+    def value(logical_id: str) -> str:
+        arn = resources.secrets[logical_id]
+        return secretsmanager.get_secret_value(SecretId=arn)["SecretString"]
+
+    generated = value("Generated")
+    assert len(generated) == 40 and generated.isalnum()
+    templated = json.loads(value("Templated"))
+    assert templated["user"] == "app" and len(templated["password"]) == 32
+    assert value("Given") == "us-east-1-key"
+    assert resources.secrets["Templated"].split(":")[6].startswith("db")
+    # Two stacks never share a generated value.
+    unnamed = {key: template.resources[key] for key in ("Api", "Generated")}
+    other = provision(Template({"Resources": unnamed}, tmp_path), stack_name="secrets-2")
+    other_arn = other.secrets["Generated"]
+    assert secretsmanager.get_secret_value(SecretId=other_arn)["SecretString"] != generated
+    assert other.apis["Api"].startswith("https://")  # moto's, when no local URL is given
 
 
 @pytest.mark.skipif(not REAL_TEMPLATE.exists(), reason="template.yaml is not written yet")

@@ -15,6 +15,7 @@ from rich.console import Console
 from crmjobs_local.cli.errors import CliError
 from crmjobs_local.cli.targets import applied, resolve_target
 from crmjobs_local.http_api import (
+    DEFAULT_API_PORT,
     LOCAL_JWT_AUDIENCE,
     LOCAL_JWT_ISSUER,
     BackgroundServer,
@@ -23,7 +24,6 @@ from crmjobs_local.http_api import (
 )
 from crmjobs_local.project import default_data_dir, find_template
 
-DEFAULT_API_PORT = 3000
 DEFAULT_DASHBOARD_PORT = 3001
 DEFAULT_WORKSPACE_CLAIM = "workspace_id"
 
@@ -87,7 +87,7 @@ def serve_dev(runtime: Any, args: argparse.Namespace, console: Console) -> list[
     from crmjobs_local.dashboard import Access, create_app
 
     tokens = LocalJwtAuthorizer.in_data_dir(runtime.data_dir) if args.jwt else None
-    servers = [_serve(LocalHttpApi.for_stack(runtime, tokens), args.api_port, "HTTP API")]
+    servers = [_serve(LocalHttpApi.for_stack(runtime, tokens), runtime.api_port, "HTTP API")]
     try:
         dashboard = create_app(
             access=Access(tokens=tokens),
