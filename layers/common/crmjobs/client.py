@@ -56,6 +56,7 @@ def _record(
     delay: timedelta,
     source: str,
     replay_of: str | None = None,
+    parent_run_id: str | None = None,
 ) -> tuple[Run, bool]:
     """Record one run: (run, created). An idempotent repeat returns the first run; a
     replay may take its key over from the run it replays."""
@@ -70,6 +71,7 @@ def _record(
         source=source,
         replay_of=replay_of,
         run_at=ledger.iso(datetime.now(UTC) + delay) if delay else None,
+        parent_run_id=parent_run_id,
     )
     if request.idempotency_key:
         return ledger.create_once(run, request.idempotency_key, taking_over_from=replay_of)
@@ -121,9 +123,16 @@ def _enqueue(runs: list[tuple[Run, timedelta]]) -> None:
         raise
 
 
-def batch_trigger(requests: Iterable[TriggerRequest], *, source: str = "client") -> list[RunView]:
+def batch_trigger(
+    requests: Iterable[TriggerRequest],
+    *,
+    source: str = "client",
+    parent_run_id: str | None = None,
+) -> list[RunView]:
     """Trigger many runs: every request is validated before any run is recorded, then
-    runs are recorded and sent 10 at a time, one task's queue per send."""
+    runs are recorded and sent 10 at a time, one task's queue per send. With
+    `parent_run_id` (see ledger.expect_child_reports), each new run reports to that run
+    when it finishes."""
     validated = [(request, *_validate(request)) for request in requests]
     views: list[RunView] = []
     by_task: dict[str, list] = {}
@@ -134,7 +143,15 @@ def batch_trigger(requests: Iterable[TriggerRequest], *, source: str = "client")
             recorded: list[tuple[TriggerRequest, timedelta, Run, bool]] = []
             try:
                 for request, payload, delay in items[start : start + queues.MAX_BATCH]:
-                    recorded.append((request, delay, *_record(request, payload, delay, source)))
+                    recorded.append(
+                        (
+                            request,
+                            delay,
+                            *_record(
+                                request, payload, delay, source, parent_run_id=parent_run_id
+                            ),
+                        )
+                    )
             finally:
                 # Whatever was recorded is sent (or failed and its key given back), even
                 # when recording a later run of the chunk raised.

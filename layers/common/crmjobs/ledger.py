@@ -73,6 +73,10 @@ class RunView(BaseModel):
 
     @classmethod
     def of(cls, run: Run, *, deduplicated: bool = False) -> RunView:
+        output = run.output
+        if run.child_totals is not None:  # a parent shows what its runs did so far
+            totals = {name: int(value) for name, value in run.child_totals.as_dict().items()}
+            output = {**(output if isinstance(output, dict) else {}), **totals}
         return cls(
             id=run.id,
             task=run.task,
@@ -81,7 +85,7 @@ class RunView(BaseModel):
             payload=run.payload,
             attempts=int(run.attempts or 0),
             maxAttempts=int(run.max_attempts),
-            output=run.output,
+            output=output,
             error=run.error,
             tags=sorted(run.tags or ()),
             idempotencyKey=run.idempotency_key,
@@ -133,6 +137,7 @@ def new_run(
     replay_of: str | None = None,
     run_at: str | None = None,
     message_id: str | None = None,
+    parent_run_id: str | None = None,
 ) -> Run:
     created = now_iso()
     return Run(
@@ -150,6 +155,7 @@ def new_run(
         source=source,
         replay_of=replay_of,
         message_id=message_id,
+        parent_run_id=parent_run_id,
         run_at=run_at,
         created_at=created,
         updated_at=created,
@@ -228,7 +234,42 @@ def _transition(run: Run, status: RunStatus, condition, **fields: Any) -> Run:
             run.update(actions=actions, condition=condition)
     except Conflict as exc:
         raise RunConflict(str(exc)) from None
+    if status in FINISHED and run.parent_run_id:
+        _report_to_parent(run, status)
     return run
+
+
+#: Output counts a parent does not sum (they describe how a bulk run paged).
+_NOT_SUMMED = frozenset({"pages", "listed"})
+
+
+def expect_child_reports(run_id: str) -> None:
+    """The run is a parent: the runs it triggers with `parent_run_id` add their counts to
+    its totals when they finish (RunView.output shows them)."""
+    Run(id=run_id).update(actions=[Run.child_totals.set(Run.child_totals | {})])
+
+
+def _report_to_parent(run: Run, status: RunStatus) -> None:
+    """Add a finished run's counts (its output's whole numbers) to its parent's totals, once:
+    the transition that finished it happens once. A parent that is gone is left alone."""
+    output = run.output if isinstance(run.output, dict) else {}
+    counts = {
+        name: value
+        for name, value in output.items()
+        if isinstance(value, int) and not isinstance(value, bool) and name not in _NOT_SUMMED
+    }
+    counts["runsFinished"] = 1
+    if status != RunStatus.COMPLETED:
+        counts[f"runs{status.capitalize()}"] = 1
+    actions = [
+        Run.child_totals[name].set((Run.child_totals[name] | 0) + value)
+        for name, value in counts.items()
+    ]
+    try:
+        with conflict_on_failed_condition(f"run {run.parent_run_id} takes no reports"):
+            Run(id=run.parent_run_id).update(actions=actions, condition=Run.child_totals.exists())
+    except Conflict:
+        pass
 
 
 def _lost_before() -> str:

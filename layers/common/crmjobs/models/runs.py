@@ -68,6 +68,10 @@ class Run(Model):
     replay_of = UnicodeAttribute(null=True, attr_name="replayOf")
     #: A plain message's run: the message that recorded it.
     message_id = UnicodeAttribute(null=True, attr_name="messageId")
+    #: The run that triggered this one and sums what its runs did (the nightly job's page).
+    parent_run_id = UnicodeAttribute(null=True, attr_name="parentRunId")
+    #: On such a parent: its finished runs' counts (runsFinished, processed, changed, ...).
+    child_totals = MapAttribute(null=True, attr_name="childTotals")
     schedule_name = UnicodeAttribute(null=True, attr_name="scheduleName")
     execution = UnicodeAttribute(null=True)
     #: The state machine of `execution`, when canceling the run may stop it.

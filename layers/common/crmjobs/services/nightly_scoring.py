@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from crmjobs import client, config
+from crmjobs import client, config, ledger
 from crmjobs.client import TriggerRequest
 from crmjobs.models import Workspace
 from crmjobs.models.base import flag_unreadable
@@ -54,6 +54,7 @@ def scheduled_lead_scoring(
             tags=tags,
             source="schedule",
         )
+    ledger.expect_child_reports(context.run_id)  # its output sums what its runs did
     runs = client.batch_trigger(
         [
             TriggerRequest(
@@ -65,6 +66,7 @@ def scheduled_lead_scoring(
             for workspace_id in workspace_ids
         ],
         source="schedule",
+        parent_run_id=context.run_id,
     )
     repeated = sum(run.deduplicated for run in runs)
     return {
