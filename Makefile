@@ -73,7 +73,7 @@ build: sam-venv
 	$(SAM_BUILD_ENV) $(SAM) build
 	$(PYTHON) scripts/layer_size.py .aws-sam/build/CommonLayer
 
-test: venv
+test: venv browser
 	$(VENV)/bin/pytest -q
 
 check: venv sam-venv layer-requirements-check template-check openapi-check lint validate build test
