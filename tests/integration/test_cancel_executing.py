@@ -189,3 +189,41 @@ def test_a_run_canceled_while_waiting_for_its_retry_never_runs_again(stack, work
     runtime.process_delivery(TASK, flaky, delivery)
     assert attempts == [1]
     assert client.retrieve(run.id).status == "CANCELED"
+
+
+def test_the_http_api_cancels_an_executing_run(stack, workspace):
+    import json
+    import uuid
+    from pathlib import Path
+
+    from crmjobs_local.context import LambdaContext, load_handler
+
+    handler = load_handler(Path(__file__).resolve().parents[2] / "functions/trigger_api/app.py")
+    run = client.trigger("score-lead", {"workspaceId": workspace.id, "prospectId": "p-1"})
+    ledger.start_attempt(ledger.get(run.id))  # a delivery is executing it
+    path = f"/runs/{run.id}/cancel"
+    event = {
+        "version": "2.0",
+        "routeKey": "ANY /{proxy+}",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {"content-type": "application/json"},
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "api1234567",
+            "authorizer": {"iam": {"accountId": "123456789012", "userArn": "arn:aws:iam::1:u"}},
+            "http": {"method": "POST", "path": path, "protocol": "HTTP/1.1", "sourceIp": "::1"},
+            "requestId": uuid.uuid4().hex,
+            "routeKey": "ANY /{proxy+}",
+            "stage": "$default",
+            "timeEpoch": 1795917600000,
+        },
+        "pathParameters": {"proxy": path.lstrip("/")},
+        "isBase64Encoded": False,
+    }
+    context = LambdaContext("TriggerApiFunction", "arn:aws:lambda:::function:api", 256, 29)
+    response = handler(event, context)
+    assert response["statusCode"] == 200, response["body"]
+    body = json.loads(response["body"])
+    assert (body["status"], body["cancelRequested"]) == ("EXECUTING", True)
+    assert ledger.cancel_requested(run.id)

@@ -5,6 +5,7 @@ server), and `crmjobs token` (a JWT signed by the data dir's local key)."""
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import threading
 from pathlib import Path
@@ -25,21 +26,31 @@ from crmjobs_local.http_api import (
 from crmjobs_local.project import default_data_dir, find_template
 
 DEFAULT_DASHBOARD_PORT = 3001
+#: Environment variables that change the default ports (a second dev server beside one).
+API_PORT_ENV = "CRMJOBS_API_PORT"
+DASHBOARD_PORT_ENV = "CRMJOBS_DASHBOARD_PORT"
 DEFAULT_WORKSPACE_CLAIM = "workspace_id"
+
+
+def _port(variable: str, default: int) -> int:
+    value = os.environ.get(variable, "")
+    return int(value) if value.isdecimal() else default
 
 
 def add_dev_options(dev: argparse.ArgumentParser) -> None:
     dev.add_argument(
         "--api-port",
         type=int,
-        default=DEFAULT_API_PORT,
-        help=f"port of the trigger HTTP API on 127.0.0.1 (default {DEFAULT_API_PORT})",
+        default=_port(API_PORT_ENV, DEFAULT_API_PORT),
+        help=f"port of the trigger HTTP API on 127.0.0.1 (default ${API_PORT_ENV}, else"
+        f" {DEFAULT_API_PORT})",
     )
     dev.add_argument(
         "--dashboard-port",
         type=int,
-        default=DEFAULT_DASHBOARD_PORT,
-        help=f"port of the run dashboard on 127.0.0.1 (default {DEFAULT_DASHBOARD_PORT})",
+        default=_port(DASHBOARD_PORT_ENV, DEFAULT_DASHBOARD_PORT),
+        help=f"port of the run dashboard on 127.0.0.1 (default ${DASHBOARD_PORT_ENV}, else"
+        f" {DEFAULT_DASHBOARD_PORT})",
     )
     dev.add_argument(
         "--jwt",
