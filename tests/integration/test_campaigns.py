@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import random
 import threading
+import time
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -196,7 +197,7 @@ def test_sends_to_the_audience_once_with_exclusions(local_stack, mailer):
     assert _mail_per_address(domain) == mail
 
 
-def test_exactly_once_under_faults(local_stack, mailer, crash_on_record):
+def test_exactly_once_under_faults(local_stack, mailer, crash_on_record, monkeypatch):
     """2,000 recipients; SES throttles and is unavailable now and then, some answers are
     lost after the mail went out, a batch's Lambda dies after a send; the send message is
     delivered twice and a second run is triggered: no address is mailed twice, every
@@ -207,6 +208,13 @@ def test_exactly_once_under_faults(local_stack, mailer, crash_on_record):
     campaign = _campaign(ws)
     mailer.throttle_rate, mailer.unavailable_rate, mailer.unknown_rate = 0.03, 0.02, 0.01
     crash_on_record(70)
+    metrics: Counter[str] = Counter()
+
+    def emit_metric(name, task, value=1, *args):
+        assert task == "send-campaign"
+        metrics[name] += value
+
+    monkeypatch.setattr(campaign_sending, "emit_metric", emit_metric)
 
     first = client.trigger("send-campaign", {"workspaceId": ws, "campaignId": campaign.id})
     # The same message again (SQS delivers at least once), and another run meanwhile.
@@ -236,6 +244,10 @@ def test_exactly_once_under_faults(local_stack, mailer, crash_on_record):
     assert mailer.faults["throttled"] > 0 and mailer.faults["unavailable"] > 0
     counters = _assert_counters_match_ledger(ws, campaign.id)
     assert Campaign.get(ws, campaign.id).status == "completed"
+    # The dashboard's figures: each recorded send once; the throttles (but the crashed
+    # chunk's, never recorded).
+    assert metrics["CampaignEmailsSent"] == statuses["sent"]
+    assert 0 < metrics["CampaignSendsThrottled"] <= mailer.faults["throttled"]
     print(f"\nfault test: {dict(statuses)}, faults {dict(mailer.faults)}, counters {counters}")
 
 
@@ -268,6 +280,45 @@ def test_pause_mid_send_then_resume(local_stack, mailer):
     assert set(mail) == set(addresses) and set(mail.values()) == {1}
     assert sent_before < set(mail)
     assert _assert_counters_match_ledger(ws, campaign.id)["sent"] == 300
+
+
+def test_canceling_the_run_stops_sending_at_the_next_batch(local_stack, mailer):
+    ws = _workspace()
+    domain = f"{ws}.example.com"
+    addresses = _prospects(ws, 300)
+    campaign = _campaign(ws)
+    mailer.max_rate_override = 60.0
+    run_ids: list[str] = []
+    asked = threading.Event()
+
+    def cancel_after_some(email):
+        if mailer.sends >= 60 and run_ids and not asked.is_set():
+            asked.set()
+            assert client.cancel(run_ids[0]).cancelRequested
+
+    mailer.on_send = cancel_after_some
+    run_ids.append(client.trigger("send-campaign", {"workspaceId": ws,
+                                                    "campaignId": campaign.id}).id)
+    run = client.wait(run_ids[0], timeout=240)
+    assert run.status == "CANCELED", (run.status, run.error, run.output)
+    assert "canceled" in run.error["message"] and run.error["type"] == "RunCanceled"
+    stored = Campaign.get(ws, campaign.id)
+    assert (stored.status, stored.sending_run) == ("paused", None)
+    assert "canceled" in stored.last_error
+    mid = _assert_counters_match_ledger(ws, campaign.id)
+    # The batches stop at their next look (once a second: about 60 more sends at 60/s).
+    assert 60 <= mid["sent"] < 240 and mid["pending"] == 300 - mid["sent"]
+    sent_before = _mail_per_address(domain)
+    assert sum(sent_before.values()) == mid["sent"]
+    time.sleep(1.5)
+    assert _mail_per_address(domain) == sent_before  # nothing sent after the run ended
+
+    mailer.on_send = None
+    mailer.max_rate_override = 400.0
+    resumed = _send(ws, campaign.id)
+    assert resumed.status == "COMPLETED" and resumed.output["status"] == "completed"
+    mail = _mail_per_address(domain)
+    assert set(mail) == set(addresses) and set(mail.values()) == {1}
 
 
 def test_ses_stopping_pauses_with_the_reason(local_stack, mailer, monkeypatch):
@@ -309,7 +360,13 @@ def test_content_errors_send_it_back_to_draft(local_stack, mailer):
         assert stored.status == "draft" and error in stored.last_error
     empty = _campaign(_workspace())
     run = _send(empty.workspace_id, empty.id)
-    assert run.output["status"] == "draft" and run.output["lastError"] == "no recipients"
+    assert (run.status, run.error["type"], run.error["message"]) == (
+        "FAILED", "InvalidInput", "no recipients"
+    )
+    assert run.attempts == 1  # never retried
+    stored = Campaign.get(empty.workspace_id, empty.id)
+    assert (stored.status, stored.last_error) == ("draft", "no recipients")
+    assert stored.sending_run is None
     assert sum(_mail_per_address(f"{ws}.example.com").values()) == 0
 
 

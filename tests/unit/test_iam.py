@@ -368,7 +368,8 @@ CONTRACT: dict[str, set[Grant]] = {
     "CampaignRecipientsPageFunction": _grants(
         ("dynamodb:Query", "dynamodb:UpdateItem"), ["DeliveriesTable"]
     )
-    | _grants(("dynamodb:GetItem", "dynamodb:UpdateItem"), ["CampaignsTable"]),
+    | _grants(("dynamodb:GetItem", "dynamodb:UpdateItem"), ["CampaignsTable"])
+    | {("dynamodb:GetItem", "RunsTable")},  # the run's cancel request
     # services/campaign_sending.send_batch: ledger claims and outcomes (a conditional
     # UpdateItem each), the batch's suppressions, the campaign and the account's send
     # schedule (an item of the campaigns table); SES sends from the sender identity through
@@ -378,6 +379,7 @@ CONTRACT: dict[str, set[Grant]] = {
         ("dynamodb:BatchGetItem", "SuppressionsTable"),
         ("ses:GetAccount", "*"),
         ("secretsmanager:GetSecretValue", "UnsubscribeSigningSecret"),
+        ("dynamodb:GetItem", "RunsTable"),  # the run's cancel request
     }
     | _grants(("dynamodb:GetItem", "dynamodb:UpdateItem"), ["CampaignsTable"])
     | _grants(

@@ -420,12 +420,13 @@ def _attempt(
 
 
 def finish_detached_run(
-    run_id: str, execution: str, *, output: Any = None, error: str | None = None
+    run_id: str, execution: str, *, output: Any = None, error: str | PermanentError | None = None
 ) -> None:
     """Record the end of an attempt that went on in a state machine: COMPLETED, a retry
     (the run's message again after its backoff) or, on the last attempt, FAILED and
-    dead-lettered. Gives the run's concurrency slot back. Only the execution of the run's
-    current attempt may finish it; a late report of an earlier one changes nothing."""
+    dead-lettered; a PermanentError (bad input) fails it at once, never retried. Gives the
+    run's concurrency slot back. Only the execution of the run's current attempt may finish
+    it; a late report of an earlier one changes nothing."""
     run = ledger.get(run_id)
     if (
         run is None
@@ -442,6 +443,9 @@ def finish_detached_run(
         elif run.cancel_requested:
             ledger.record_canceled(run, f"canceled while executing ({error})", output=run.output)
             emit_metric("RunsCanceled", task.name)
+        elif isinstance(error, PermanentError):
+            ledger.record_failed(run, str(error), type(error).__name__)
+            emit_metric("RunsFailed", task.name)
         elif int(run.attempts) >= task.attempts:
             message = run_message(run.id, run.payload)
             _dead_letter_run(task, run, message, error, "StateMachineFailed")

@@ -8,7 +8,9 @@ the campaign's status and records the run's outcome.
 
 Sending is owned by one execution at a time: the campaign's `sendingRun` names it, and
 every step stops when it no longer does (paused, deleted, or taken over by a later
-attempt).
+attempt). Canceling the run (a cancel request on it) pauses the campaign at the next look
+(a round's listing, or a batch's once-a-second check) and the run ends CANCELED; a later
+send-campaign resumes with the pending recipients.
 """
 
 from __future__ import annotations
@@ -22,20 +24,23 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from crmjobs import ledger
 from crmjobs.adapters.mailer import (
     Mailer,
     RecipientRejected,
     SendingStopped,
     SendOutcomeUnknown,
     SendRetryable,
+    SendThrottled,
     mailer_from_config,
 )
 from crmjobs.domain import pacing
 from crmjobs.domain.audience import parse_audience, screen_page
 from crmjobs.domain.campaigns import CampaignStatus, LedgerCounts, final_status
+from crmjobs.errors import InvalidInput
 from crmjobs.models import Campaign, Delivery
 from crmjobs.models.base import utcnow
-from crmjobs.observability import logger
+from crmjobs.observability import emit_metric, logger
 from crmjobs.runtime import finish_detached_run
 from crmjobs.services.mail import Sender, compose, fields_of
 from crmjobs.stores import campaigns, deliveries, people, send_rate, suppressions
@@ -58,6 +63,12 @@ MAX_THROTTLE_BACKOFF_S = 10.0
 STATUS_CHECK_S = 1.0
 
 ACTIVE = CampaignStatus.ACTIVE.value
+#: The task the campaign metrics are emitted under (the operations dashboard draws them).
+METRIC_TASK = "send-campaign"
+#: What a step reports (`stopped`) when the run was asked to stop, and the campaign's reason.
+CANCELED = "canceled"
+CANCELED_REASON = "the send-campaign run was canceled"
+NO_RECIPIENTS = "no recipients"
 
 
 class Step(BaseModel):
@@ -88,6 +99,7 @@ class SendState(Step):
 
 
 class BatchInput(Step):
+    runId: str
     workspaceId: str
     campaignId: str
     execution: str
@@ -102,6 +114,15 @@ def _still_ours(state: SendState) -> str | None:
     if status != ACTIVE or sending_run != state.execution:
         return status if status != ACTIVE else "taken over by another send"
     return None
+
+
+def _canceled(run_id: str, workspace_id: str, campaign_id: str, execution: str) -> bool:
+    """Whether the run was asked to stop; if so the campaign pauses (while this execution
+    sends it), which also stops the other batches at their next look."""
+    if not ledger.cancel_requested(run_id):
+        return False
+    campaigns.pause(workspace_id, campaign_id, execution, CANCELED_REASON)
+    return True
 
 
 # --------------------------------------------------------------------------- audience
@@ -140,8 +161,8 @@ def list_audience(state: SendState) -> SendState:
         if update["recipients"] == 0:
             campaign = campaigns.find(state.workspaceId, state.campaignId)
             if campaign is not None and campaign.sending_run == state.execution:
-                campaigns.back_to_draft(campaign, "no recipients")
-            update.update(done=True, stopped="no recipients")
+                campaigns.back_to_draft(campaign, NO_RECIPIENTS)
+            update.update(done=True, stopped=NO_RECIPIENTS)
     return state.model_copy(update=update)
 
 
@@ -168,13 +189,18 @@ def list_recipients(state: SendState) -> SendState:
     """Fold the last round's results, then list the next round of pending recipients."""
     totals = Counter(state.totals)
     released = state.released
-    stopped = state.stopped
+    stops = [result["stopped"] for result in state.results if result.get("stopped")]
     for result in state.results:
         totals.update({k: v for k, v in result.items() if k in _SEND_OUTCOMES})
         released += int(result.get("released", 0))
-        stopped = stopped or result.get("stopped")
+    # The batch that saw the cancel request paused the campaign; the others saw it paused.
+    stopped = state.stopped or (CANCELED if CANCELED in stops else next(iter(stops), None))
     update: dict[str, Any] = {"totals": dict(totals), "results": [], "batches": []}
     stopped = stopped or _still_ours(state)
+    if stopped is None and _canceled(
+        state.runId, state.workspaceId, state.campaignId, state.execution
+    ):
+        stopped = CANCELED
     if stopped is not None:
         return state.model_copy(update={**update, "done": True, "stopped": stopped})
     cursor, passes = state.cursor, state.passes
@@ -227,6 +253,7 @@ class _Result:
     row: Delivery
     outcome: Outcome
     detail: str = ""
+    throttled: bool = False
 
 
 class _Batch:
@@ -277,7 +304,7 @@ class _Batch:
         except RecipientRejected as exc:
             return _Result(row, "failed", str(exc))
         except SendRetryable as exc:
-            return _Result(row, "retry", str(exc))
+            return _Result(row, "retry", str(exc), throttled=isinstance(exc, SendThrottled))
         except SendingStopped as exc:
             return _Result(row, "stopped", str(exc))
         except SendOutcomeUnknown as exc:
@@ -309,6 +336,11 @@ class _Batch:
         )
         campaigns.add_counters(self.batch.workspaceId, self.batch.campaignId, deltas)
         self.counts.update(deltas)
+        if deltas["sent"]:
+            emit_metric("CampaignEmailsSent", METRIC_TASK, deltas["sent"])
+        throttled = sum(result.throttled for result in results)
+        if throttled:
+            emit_metric("CampaignSendsThrottled", METRIC_TASK, throttled)
         return retry
 
     def _fail_suppressed(self, rows: list[Delivery]) -> list[Delivery]:
@@ -358,18 +390,21 @@ class _Batch:
                 "released": len(queue) + len(waiting), "stopped": self.stopped}
 
     def _not_ours(self) -> bool:
-        """The campaign was paused, deleted or taken over (looked up once a second)."""
+        """The campaign was paused, deleted or taken over, or the run was canceled (looked
+        up once a second)."""
         now = time.monotonic()
         if now - self._checked < STATUS_CHECK_S:
             return False
         self._checked = now
-        status, sending_run = campaigns.sending_state(
-            self.batch.workspaceId, self.batch.campaignId
-        )
-        if status == ACTIVE and sending_run == self.batch.execution:
-            return False
-        self.stopped = status or "deleted"
-        return True
+        batch = self.batch
+        status, sending_run = campaigns.sending_state(batch.workspaceId, batch.campaignId)
+        if status != ACTIVE or sending_run != batch.execution:
+            self.stopped = status or "deleted"
+            return True
+        if _canceled(batch.runId, batch.workspaceId, batch.campaignId, batch.execution):
+            self.stopped = CANCELED
+            return True
+        return False
 
     def _stop(self, reason: str) -> None:
         """SES will not send now (quota, paused, suspended): the campaign pauses with why."""
@@ -410,6 +445,8 @@ def send_batch(
         return {"released": 0, "stopped": "deleted"}
     if campaign.status != ACTIVE or campaign.sending_run != batch.execution:
         return {"released": 0, "stopped": campaign.status}
+    if _canceled(batch.runId, batch.workspaceId, batch.campaignId, batch.execution):
+        return {"released": 0, "stopped": CANCELED}
     sender = _Batch(
         batch, campaign, mailer or mailer_from_config(), Sender.from_config(), remaining_seconds
     )
@@ -431,7 +468,8 @@ class FinishInput(Step):
 def finish_sending(finish: FinishInput) -> dict[str, Any]:
     """Recount the ledger into the counters, decide the campaign's status (completed when
     every recipient is final, failed when nothing could be sent), give the campaign up and
-    record the run: its output, or its error (then the run is retried and resumes)."""
+    record the run: its output; FAILED (InvalidInput) when nobody was there to send to;
+    CANCELED when it was asked to stop; or its error (then the run is retried and resumes)."""
     workspace_id, campaign_id, execution = finish.workspaceId, finish.campaignId, finish.execution
     counts = LedgerCounts(deliveries.count_by_status(workspace_id, campaign_id))
     campaigns.set_ledger_counters(workspace_id, campaign_id, execution, counts.counters())
@@ -455,5 +493,18 @@ def finish_sending(finish: FinishInput) -> dict[str, Any]:
         output["stopped"] = state.stopped
     if campaign is not None and campaign.last_error:
         output["lastError"] = campaign.last_error
+    if state.stopped == NO_RECIPIENTS:  # back to draft with it: the run fails, no retry
+        finish_detached_run(finish.runId, execution, error=InvalidInput(NO_RECIPIENTS))
+        return output
+    if state.stopped == CANCELED:
+        # The run carries a cancel request, so this error ends it CANCELED (never retried).
+        finish_detached_run(
+            finish.runId, execution, error=f"{CANCELED_REASON}: {_progress(output)}"
+        )
+        return output
     finish_detached_run(finish.runId, execution, output=output)
     return output
+
+
+def _progress(output: dict[str, Any]) -> str:
+    return ", ".join(f"{name} {output[name]}" for name in ("status", "sent", "pending"))
