@@ -15,6 +15,7 @@ BENCHMARKS = (
     ("lead_scoring.py", "--prospects", "2000"),
     ("documents.py",),
     ("local_runtime.py",),
+    ("campaigns.py", "--recipients", "1000", "--rate", "100"),
 )
 
 
