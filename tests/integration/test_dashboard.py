@@ -196,6 +196,18 @@ def test_cancel_a_delayed_run_from_its_page(stack, dashboard, workspace):
     assert again.status_code == 400 and "only QUEUED or DELAYED" in again.text
 
 
+def test_an_executing_run_can_be_asked_to_stop_from_its_page(stack, dashboard, workspace):
+    from crmjobs import ledger
+
+    run = _score(workspace.id)
+    ledger.start_attempt(ledger.get(run.id))  # a delivery is executing it
+    page = dashboard.get(f"/runs/{run.id}")
+    assert ">EXECUTING<" in page.text and 'id="cancel"' in page.text
+    assert dashboard.post(f"/runs/{run.id}/cancel").status_code == 303
+    assert client.retrieve(run.id).cancelRequested
+    assert 'id="cancel"' not in dashboard.get(f"/runs/{run.id}").text  # asked once
+
+
 def test_replay_a_failed_run_opens_the_new_run(stack, dashboard, workspace):
     failed = _score(workspace.id, "missing")
     _drain(stack)

@@ -251,7 +251,9 @@ def create_app(
             template,
             run=view,
             finished=view.status in ledger.FINISHED,
-            cancelable=view.status in ledger.CANCELABLE,
+            # An executing run can be asked to stop, once.
+            cancelable=view.status in ledger.CANCELABLE
+            or (view.status == ledger.RunStatus.EXECUTING and not view.cancelRequested),
         )
 
     @app.post("/runs/<run_id>/cancel")
