@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import email
 import email.policy
+import socket
 from datetime import UTC, datetime
 
 import boto3
 import pytest
-from botocore.exceptions import ReadTimeoutError
+from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
 from botocore.stub import Stubber
 from moto import mock_aws
 
@@ -106,8 +107,24 @@ def test_a_read_timeout_is_an_unknown_outcome():
     assert isinstance(translated, SendOutcomeUnknown)
 
 
-def test_ses_client_does_not_retry():
-    assert mailer_module._SES_CONFIG.retries["max_attempts"] == 1
+def test_ses_client_does_not_retry(monkeypatch):
+    """One request per send, even for an error botocore would retry (a refused connection)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SESV2", f"http://127.0.0.1:{closed_port}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    client = mailer_module.ses_client()
+    requests = []
+    client.meta.events.register("before-send.sesv2.SendEmail", lambda **_: requests.append(1))
+    with pytest.raises(EndpointConnectionError):
+        client.send_email(
+            FromEmailAddress="news@crmjobs.local",
+            Destination={"ToAddresses": ["ada@example.com"]},
+            Content={"Raw": {"Data": b"Subject: hi\r\n\r\nhi"}},
+        )
+    assert len(requests) == 1
 
 
 def test_max_send_rate_from_get_account_and_override(stubbed):

@@ -103,7 +103,7 @@ def translate_error(exc: Exception) -> Exception:
 
 #: No botocore retries for SES: the sender owns them (tooling-facts, "SES facts").
 _SES_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 1},
+    retries={"mode": "standard", "total_max_attempts": 1},
     account_id_endpoint_mode="disabled",
     connect_timeout=5,
     read_timeout=15,
