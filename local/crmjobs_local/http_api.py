@@ -222,6 +222,13 @@ def _is_text(content_type: str | None) -> bool:
     return not content_type or content_type.startswith(_TEXT_TYPES) or "+json" in content_type
 
 
+def _utf8_or_none(body: bytes) -> str | None:
+    try:
+        return body.decode()
+    except UnicodeDecodeError:
+        return None
+
+
 def http_event(
     request: Request,
     *,
@@ -279,9 +286,10 @@ def http_event(
             name: ",".join(request.args.getlist(name)) for name in request.args
         }
     if body:
-        if _is_text(request.content_type):
-            event["body"] = body.decode()
-        else:
+        text = _utf8_or_none(body) if _is_text(request.content_type) else None
+        if text is not None:
+            event["body"] = text
+        else:  # binary, or a text type whose bytes are not UTF-8
             event["body"] = base64.b64encode(body).decode()
             event["isBase64Encoded"] = True
     return event

@@ -276,6 +276,15 @@ def test_a_body_that_is_not_json_is_415(stack, workspace, handler, content_type)
     assert client.list_runs(workspace.id) == []
 
 
+def test_a_base64_body_that_is_not_utf8_is_400(stack, handler):
+    """Found by schemathesis: Powertools failed decoding it (a 500)."""
+    event = http_event("POST", "/tasks/score-lead/runs", raw_body="x")
+    event.update(body=base64.b64encode(b"\x80\xff").decode(), isBase64Encoded=True)
+    response = handler(event, lambda_context())
+    assert response["statusCode"] == 400
+    assert json.loads(response["body"])["message"] == "body is not JSON: not UTF-8 text"
+
+
 def test_unknown_route_is_404_and_a_method_a_route_lacks_405(stack, handler):
     assert call(handler, "GET", "/nothing/here") == (
         404,

@@ -106,6 +106,17 @@ def test_request_becomes_a_payload_2_0_event():
     assert event["pathParameters"] == {"proxy": "tasks/score-lead/runs"}
 
 
+def test_a_json_body_that_is_not_utf8_is_base64_encoded_and_answered_400(stack, api):
+    """Found by schemathesis: such a body made the local server fail (a 500)."""
+    response = requests.post(
+        f"{api}/tasks/score-lead/runs",
+        data=b"\x80\xff",
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert response.status_code == 400 and "body is not JSON" in response.json()["message"]
+
+
 def test_routes_are_the_templates_in_api_gateways_order(stack):
     template = Template.load(ROOT / "template.yaml")
     context = template.context(region="us-east-1", account_id="123456789012", stack_name="s")

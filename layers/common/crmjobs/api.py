@@ -12,6 +12,7 @@ Each task has its own trigger route, whose body carries that task's payload mode
 
 from __future__ import annotations
 
+import base64
 import inspect
 import json
 import re
@@ -53,10 +54,30 @@ def _is_json(media_type: str) -> bool:
     return media_type == content_types.APPLICATION_JSON or media_type.endswith("+json")
 
 
+def _early_answer(status: int, error: str, message: str) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": content_types.APPLICATION_JSON},
+        "body": json.dumps({"error": error, "message": message}),
+        "isBase64Encoded": False,
+    }
+
+
+def _is_utf8_text(event: dict[str, Any]) -> bool:
+    if not (event.get("isBase64Encoded") and event.get("body")):
+        return True
+    try:
+        base64.b64decode(event["body"]).decode()
+    except ValueError:  # not base64, or not UTF-8
+        return False
+    return True
+
+
 class JsonApiResolver(APIGatewayHttpResolver):
     """Powertools' resolver for an API that takes JSON bodies only: a POST of another media
     type is answered 415 before Powertools would read its body as a form or a multipart
-    (which raises on a multipart without a boundary)."""
+    (which raises on a multipart without a boundary), and a body that is not UTF-8 (API
+    Gateway base64-encodes it) 400 before Powertools would fail decoding it."""
 
     def resolve(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         headers = {name.lower(): value for name, value in (event.get("headers") or {}).items()}
@@ -64,12 +85,9 @@ class JsonApiResolver(APIGatewayHttpResolver):
         method = (event.get("requestContext") or {}).get("http", {}).get("method")
         if method == "POST" and media_type and not _is_json(media_type):
             message = f"the body must be application/json, not {media_type}"
-            return {
-                "statusCode": 415,
-                "headers": {"Content-Type": content_types.APPLICATION_JSON},
-                "body": json.dumps({"error": "UnsupportedMediaType", "message": message}),
-                "isBase64Encoded": False,
-            }
+            return _early_answer(415, "UnsupportedMediaType", message)
+        if not _is_utf8_text(event):
+            return _early_answer(400, "BadRequest", "body is not JSON: not UTF-8 text")
         return super().resolve(event, context)
 
 
@@ -103,14 +121,16 @@ class TriggerOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    idempotencyKey: StrictStr | None = Field(
+    # Optional fields default to None without a null in their schema (a JSON null is
+    # refused): the document says exactly what is taken.
+    idempotencyKey: StrictStr = Field(
         default=None,
         min_length=1,
         max_length=limits.MAX_IDEMPOTENCY_KEY_LENGTH,
         description="The same key for the same task and workspace within 24 hours returns "
         "the first run (status 200, deduplicated) and sends nothing.",
     )
-    delaySeconds: WholeSeconds | None = Field(
+    delaySeconds: WholeSeconds = Field(
         default=None,
         ge=0,
         le=limits.MAX_DELAY_SECONDS,
