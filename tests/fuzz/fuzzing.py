@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
 from werkzeug.test import Client
 
-from crmjobs import client, envelope, ledger
+from crmjobs import client, envelope, ledger, limits
 from crmjobs.adapters.aws import client as aws_client
 from crmjobs.config import dead_letter_queue_url, queue_url
 from crmjobs.errors import InvalidInput
@@ -318,7 +318,7 @@ def _run_of_key(item: FuzzInput) -> Any:
     key = item.options.get(envelope.IDEMPOTENCY_KEY_ATTRIBUTE)
     payload = item.payload if isinstance(item.payload, dict) else {}
     workspace = payload.get("workspaceId")
-    workspace = workspace if isinstance(workspace, str) and workspace else SYSTEM_WORKSPACE
+    workspace = workspace if limits.is_entity_id(workspace) else SYSTEM_WORKSPACE
     if not key:
         return None
     try:
