@@ -53,6 +53,13 @@ def add_dev_options(dev: argparse.ArgumentParser) -> None:
         f" {DEFAULT_DASHBOARD_PORT})",
     )
     dev.add_argument(
+        "--parameter",
+        action="append",
+        type=_parameter,
+        metavar="NAME=VALUE",
+        help="a template parameter for the local stack (repeatable), e.g. AgentModelBackend=openai",
+    )
+    dev.add_argument(
         "--jwt",
         action="store_true",
         help="the API and dashboard take tokens of `crmjobs token WORKSPACE` (scoped to it)",
@@ -79,11 +86,20 @@ def add_commands(subcommands: Any, target: argparse.ArgumentParser) -> None:
 
 
 def runtime_parameters(args: argparse.Namespace) -> dict[str, str] | None:
-    """The stack parameters of `crmjobs dev`: --jwt turns the template's JWT authorizer on
-    (the functions get AUTH_MODE=jwt) with the local issuer and audience."""
-    if not args.jwt:
-        return None
-    return {"JwtIssuer": LOCAL_JWT_ISSUER, "JwtAudience": LOCAL_JWT_AUDIENCE}
+    """The stack parameters of `crmjobs dev`: each --parameter NAME=VALUE, and --jwt, which
+    turns the template's JWT authorizer on (the functions get AUTH_MODE=jwt) with the local
+    issuer and audience."""
+    parameters = dict(args.parameter or ())
+    if args.jwt:
+        parameters.update(JwtIssuer=LOCAL_JWT_ISSUER, JwtAudience=LOCAL_JWT_AUDIENCE)
+    return parameters or None
+
+
+def _parameter(text: str) -> tuple[str, str]:
+    name, separator, value = text.partition("=")
+    if not separator or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
 
 
 def _serve(app: Any, port: int, what: str) -> BackgroundServer:
