@@ -16,6 +16,11 @@ BENCHMARKS = (
     ("documents.py",),
     ("local_runtime.py",),
     ("campaigns.py", "--recipients", "1000", "--rate", "100"),
+    ("agents.py", "--executions", "10"),
+    ("dashboard.py", "--runs", "2000"),
+    ("execution_history.py",),
+    ("cold_start.py",),
+    ("fuzz.py", "--inputs", "200"),
 )
 
 

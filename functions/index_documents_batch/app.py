@@ -1,4 +1,4 @@
-"""Bulk-indexing step: index one batch of up to 10 knowledge items."""
+"""Bulk-indexing step: index one batch of up to 25 knowledge items."""
 
 from crmjobs.observability import logger, tracer
 from crmjobs.services.documents import index_documents_batch
