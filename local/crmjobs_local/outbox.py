@@ -18,6 +18,7 @@ import email
 import email.policy
 import json
 import re
+import threading
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -230,6 +231,8 @@ class Outbox:
         self.folder = Path(folder)
         self._read_sent_mail = read_sent_mail
         self._clock = clock
+        #: The serving thread and a caller may sync at once: one writer at a time.
+        self._writing = threading.Lock()
 
     @classmethod
     def for_server(cls, folder: str | Path, endpoint_url: str) -> Outbox:
@@ -241,6 +244,10 @@ class Outbox:
 
     def sync(self) -> list[Path]:
         """Write the mail not written yet; returns the new files (none on a repeat)."""
+        with self._writing:
+            return self._write_new()
+
+    def _write_new(self) -> list[Path]:
         self.folder.mkdir(parents=True, exist_ok=True)
         written = []
         for mail in self._read_sent_mail():
