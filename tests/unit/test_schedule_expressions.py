@@ -6,11 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from crmjobs_local.schedules import (
-    format_scheduled_time,
-    next_fire_time,
-    substitute_context_attributes,
-)
+from crmjobs.domain.schedule_expressions import format_scheduled_time, next_fire_time
+from crmjobs_local.schedules import substitute_context_attributes
 
 
 def utc(*parts: int) -> datetime:

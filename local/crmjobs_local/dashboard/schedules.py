@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from crmjobs.adapters.aws import client as aws_client
-from crmjobs_local.schedules import next_fire_time
+from crmjobs.domain.schedule_expressions import next_fire_time
 
 DELAYED_RUN_PREFIX = "run-"
 
