@@ -27,7 +27,7 @@ from crmjobs.tasks import TASKS
 from crmjobs_local import cli
 from crmjobs_local.cli.targets import deployed_environment, write_endpoint_file
 from crmjobs_local.project import ENDPOINT_FILE
-from crmjobs_local.stack import reset_cached_clients
+from crmjobs_local.stack import free_port, reset_cached_clients
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "crmjobs_local.cli"]
@@ -395,8 +395,9 @@ def test_stack_option_resolves_the_functions_environment_from_cloudformation(ser
 def test_dev_serves_until_interrupted_and_one_shot_commands_reach_it(tmp_path):
     data_dir = tmp_path / "dev"
     log = (tmp_path / "dev.log").open("w")
+    ports = ["--api-port", str(free_port()), "--dashboard-port", str(free_port())]
     dev = subprocess.Popen(
-        [*CLI, "dev", "--data-dir", str(data_dir)], stdout=log, stderr=subprocess.STDOUT
+        [*CLI, "dev", "--data-dir", str(data_dir), *ports], stdout=log, stderr=subprocess.STDOUT
     )
     endpoint_file = data_dir / ENDPOINT_FILE
     try:
