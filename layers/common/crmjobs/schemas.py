@@ -28,7 +28,10 @@ EntityId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")]
 
 
 def _not_a_number(value: Any) -> Any:
-    if isinstance(value, int | float):
+    """Pydantic reads a number, or text of digits, as an epoch: neither is ISO-8601."""
+    if isinstance(value, int | float) or (
+        isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit()
+    ):
         raise ValueError("must be ISO-8601 text with a timezone, not a number")
     return value
 
