@@ -1,13 +1,17 @@
-"""Write template.yaml's task-queue section from the task registry (crmjobs/tasks.py TASKS).
+"""Write template.yaml's generated sections: the task queues (from the task registry,
+crmjobs/tasks.py TASKS) and every function's role and log group.
 
-Every task has the same resources: its queue, its dead-letter queue, an alarm on that
-dead-letter queue and, once the template has its function (a `<Task>Function` resource),
-the role the function runs with (the task runtime's managed policy, its own queue and dead-letter
-queue); one policy lets the trigger API and the schedules send to every task queue.
-This script renders them for each registered task between the BEGIN/END GENERATED
-markers of template.yaml and leaves the rest of the file alone. (`Fn::ForEach` would say
-the same inside the template, but `sam build` fails on it.)
-`--check` only compares and exits 1 when the section is out of date.
+Every task has the same resources: its queue, its dead-letter queue and an alarm on that
+dead-letter queue; one policy lets the trigger API and the schedules send to every task
+queue. Every function (each `AWS::Serverless::Function` written in the template) has its
+own log group, kept `LogRetentionDays`, and a role that writes its log lines there and
+nowhere else, sends X-Ray traces, and for a task's function (`<Task>Function`) carries the
+task runtime's managed policy and consumes its own queue. The function names both
+(`Role`, `LoggingConfig`); what its code needs beyond that is the `<Function>Policy` beside
+it. (SAM's generated roles would add AWSLambdaBasicExecutionRole: every log group of the
+account; `Fn::ForEach` would say the same inside the template, but `sam build` fails on it.)
+This script renders each section between its BEGIN/END GENERATED markers and leaves the
+rest of the file alone. `--check` only compares and exits 1 when a section is out of date.
 """
 
 from __future__ import annotations
@@ -23,12 +27,31 @@ sys.path.insert(0, str(REPO_ROOT / "layers" / "common"))
 
 from crmjobs.tasks import TASK_TIMEOUT_SECONDS, TASKS, TaskSpec  # noqa: E402
 
-BEGIN = "  # BEGIN GENERATED task queues"
-END = "  # END GENERATED task queues"
-HEADER = (
-    f"{BEGIN}: scripts/gen_template.py writes this section from the task registry\n"
-    "  # (layers/common/crmjobs/tasks.py); do not edit it, run `make template` instead.\n"
-)
+TASK_QUEUES = "task queues"
+FUNCTION_ROLES = "function roles"
+SECTIONS = (TASK_QUEUES, FUNCTION_ROLES)
+SOURCES = {
+    TASK_QUEUES: "from the task registry\n  # (layers/common/crmjobs/tasks.py)",
+    FUNCTION_ROLES: "for every function\n  # written in the template",
+}
+#: The function that triggers any task: it sends to every task queue.
+TRIGGER_API_FUNCTION = "TriggerApiFunction"
+
+
+def _begin(section: str) -> str:
+    return f"  # BEGIN GENERATED {section}"
+
+
+def _end(section: str) -> str:
+    return f"  # END GENERATED {section}"
+
+
+def _header(section: str) -> str:
+    return (
+        f"{_begin(section)}: scripts/gen_template.py writes this section {SOURCES[section]};"
+        " do not edit it, run `make template` instead.\n"
+    )
+
 
 #: AWS's advice: a queue hides a message at least six times its consumer's timeout.
 VISIBILITY_TIMEOUT_SECONDS = 6 * TASK_TIMEOUT_SECONDS
@@ -42,10 +65,15 @@ def _article(word: str) -> str:
     return "an" if word[0] in "aeiou" else "a"
 
 
-def render_task(task: TaskSpec, *, with_role: bool) -> str:
-    """One task's queue, dead-letter queue and alarm, and its function's role if it has one."""
+def _kebab(logical_id: str) -> str:
+    """ScoreLeadFunction -> score-lead (a function's service name, as its queue is named)."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "-", logical_id.removesuffix("Function")).lower()
+
+
+def render_task(task: TaskSpec) -> str:
+    """One task's queue, dead-letter queue and alarm."""
     prefix, name = task.resource_prefix, task.name
-    queues = f"""\
+    return f"""\
   {prefix}Queue:
     Type: AWS::SQS::Queue
     Properties:
@@ -80,42 +108,22 @@ attempts (dead-letter queue not empty)"
       TreatMissingData: notBreaching
       AlarmActions: [!Ref AlarmTopic]
 """
-    role = f"""
-  {prefix}FunctionRole:
-    Type: AWS::IAM::Role
-    Properties:
-      AssumeRolePolicyDocument:
-        Version: "2012-10-17"
-        Statement:
-          - {{Effect: Allow, Principal: {{Service: lambda.amazonaws.com}}, Action: sts:AssumeRole}}
-      ManagedPolicyArns:
-        - !Sub "arn:${{AWS::Partition}}:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
-        - !Sub "arn:${{AWS::Partition}}:iam::aws:policy/AWSXrayWriteOnlyAccess"
-        - !Ref TaskRuntimePolicy
-      Policies:
-        - PolicyName: own-queue
-          PolicyDocument:
-            Version: "2012-10-17"
-            Statement:
-              - Sid: ConsumeRequeueAndBackOff
-                Effect: Allow
-                Action: [sqs:ReceiveMessage, sqs:DeleteMessage, sqs:GetQueueAttributes,
-                         sqs:ChangeMessageVisibility, sqs:SendMessage]
-                Resource: !GetAtt {prefix}Queue.Arn
-              - {{Sid: DeadLetter, Effect: Allow, Action: sqs:SendMessage,
-                 Resource: !GetAtt {prefix}DeadLetterQueue.Arn}}
-"""
-    return queues + role if with_role else queues
 
 
-def render_send_policy(tasks: list[TaskSpec]) -> str:
+def render_send_policy(tasks: list[TaskSpec], function_ids: list[str]) -> str:
     queues = "".join(f"              - !GetAtt {task.resource_prefix}Queue.Arn\n" for task in tasks)
+    roles = (
+        f"      Roles: [!Ref {TRIGGER_API_FUNCTION}Role]\n"
+        if TRIGGER_API_FUNCTION in function_ids
+        else ""
+    )
     return f"""\
   # Runs of any task are sent by the trigger API and delivered by the schedules (SchedulerRole).
   # (SendMessageBatch is authorized as SendMessage.)
   SendToTaskQueuesPolicy:
     Type: AWS::IAM::ManagedPolicy
     Properties:
+{roles}\
       PolicyDocument:
         Version: "2012-10-17"
         Statement:
@@ -126,32 +134,95 @@ def render_send_policy(tasks: list[TaskSpec]) -> str:
 {queues}"""
 
 
-def render_section(tasks: list[TaskSpec], function_ids: set[str]) -> str:
-    """The generated section, markers included; `function_ids`: the template's functions."""
-    blocks = [
-        render_task(task, with_role=f"{task.resource_prefix}Function" in function_ids)
-        for task in tasks
-    ]
-    blocks.append(render_send_policy(tasks))
-    return HEADER + "\n" + "\n".join(blocks) + f"{END}\n"
+def render_function(logical_id: str, task: TaskSpec | None) -> str:
+    """A function's log group and role; a task's function also runs the task runtime on its
+    own queue and dead-letter queue."""
+    name = task.name if task else _kebab(logical_id)
+    runtime_policy = "\n        - !Ref TaskRuntimePolicy" if task else ""
+    own_queue = (
+        f"""
+        - PolicyName: own-queue
+          PolicyDocument:
+            Version: "2012-10-17"
+            Statement:
+              - Sid: ConsumeRequeueAndBackOff
+                Effect: Allow
+                Action: [sqs:ReceiveMessage, sqs:DeleteMessage, sqs:GetQueueAttributes,
+                         sqs:ChangeMessageVisibility, sqs:SendMessage]
+                Resource: !GetAtt {task.resource_prefix}Queue.Arn
+              - {{Sid: DeadLetter, Effect: Allow, Action: sqs:SendMessage,
+                 Resource: !GetAtt {task.resource_prefix}DeadLetterQueue.Arn}}"""
+        if task
+        else ""
+    )
+    return f"""\
+  {logical_id}LogGroup:
+    Type: AWS::Logs::LogGroup
+    Properties:
+      LogGroupName: !Sub "/aws/lambda/${{AWS::StackName}}-{name}"
+      RetentionInDays: !Ref LogRetentionDays
+
+  {logical_id}Role:
+    Type: AWS::IAM::Role
+    Properties:
+      AssumeRolePolicyDocument:
+        Version: "2012-10-17"
+        Statement:
+          - {{Effect: Allow, Principal: {{Service: lambda.amazonaws.com}}, Action: sts:AssumeRole}}
+      ManagedPolicyArns:
+        - !Sub "arn:${{AWS::Partition}}:iam::aws:policy/AWSXrayWriteOnlyAccess"\
+{runtime_policy}
+      Policies:
+        - PolicyName: own-log-group
+          PolicyDocument:
+            Version: "2012-10-17"
+            Statement:
+              - Sid: WriteOwnLogGroup
+                Effect: Allow
+                Action: [logs:CreateLogStream, logs:PutLogEvents]
+                Resource: !GetAtt {logical_id}LogGroup.Arn\
+{own_queue}
+"""
 
 
-def _split(text: str) -> tuple[str, str]:
-    """(the text before the BEGIN marker's line, the text after the END marker's line)."""
+def render_section(section: str, tasks: list[TaskSpec], function_ids: list[str]) -> str:
+    """A generated section, markers included; `function_ids`: the template's functions."""
+    if section == TASK_QUEUES:
+        blocks = [render_task(task) for task in tasks]
+        blocks.append(render_send_policy(tasks, function_ids))
+    else:
+        task_of = {f"{task.resource_prefix}Function": task for task in tasks}
+        blocks = [render_function(name, task_of.get(name)) for name in function_ids]
+    return _header(section) + "\n" + "\n".join(blocks) + f"{_end(section)}\n"
+
+
+def _split(text: str, section: str) -> tuple[str, str]:
+    """(the text before the section's BEGIN marker line, the text after its END marker line)."""
+    begin, end = _begin(section), _end(section)
     lines = text.splitlines(keepends=True)
-    starts = [n for n, line in enumerate(lines) if line.startswith(BEGIN)]
-    ends = [n for n, line in enumerate(lines) if line.rstrip("\n") == END]
+    starts = [n for n, line in enumerate(lines) if line.startswith(begin)]
+    ends = [n for n, line in enumerate(lines) if line.rstrip("\n") == end]
     if len(starts) != 1 or len(ends) != 1 or ends[0] < starts[0]:
-        raise SystemExit(f"{TEMPLATE.name}: expected one {BEGIN!r} line, then one {END!r} line")
+        raise SystemExit(f"{TEMPLATE.name}: expected one {begin!r} line, then one {end!r} line")
     return "".join(lines[: starts[0]]), "".join(lines[ends[0] + 1 :])
 
 
+#: A resource written in the template (keys indented once) of type AWS::Serverless::Function.
+_FUNCTION = re.compile(r"^  ([A-Za-z0-9]+):\n    Type: AWS::Serverless::Function\s*$", re.M)
+
+
 def regenerate(text: str) -> str:
-    """`text` with its generated section rendered afresh from the registry."""
-    before, after = _split(text)
-    # Keys indented once: resources (and parameters, conditions, outputs: none is a function).
-    resource_ids = set(re.findall(r"^  ([A-Za-z0-9]+):\s*$", before + after, re.M))
-    return before + render_section(list(TASKS.values()), resource_ids) + after
+    """`text` with its generated sections rendered afresh from the registry and functions."""
+    written = text
+    for section in SECTIONS:
+        before, after = _split(written, section)
+        written = before + after
+    function_ids = _FUNCTION.findall(written)
+    tasks = list(TASKS.values())
+    for section in SECTIONS:
+        before, after = _split(text, section)
+        text = before + render_section(section, tasks, function_ids) + after
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--check",
         action="store_true",
-        help="exit 1 if template.yaml's generated section is out of date instead of writing it",
+        help="exit 1 if template.yaml's generated sections are out of date instead of writing them",
     )
     args = parser.parse_args(argv)
     current = TEMPLATE.read_text()
@@ -167,14 +238,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         if current != expected:
             print(
-                "template.yaml's task queues are out of date: run `make template`",
+                "template.yaml's generated sections are out of date: run `make template`",
                 file=sys.stderr,
             )
             return 1
         return 0
     if current != expected:
         TEMPLATE.write_text(expected)
-        print("wrote template.yaml's task queues")
+        print("wrote template.yaml's generated sections")
     return 0
 
 

@@ -57,7 +57,10 @@ _UNSUPPORTED_REASONS = {
     "AWS::IAM::Policy": "IAM permissions are not enforced locally",
     "AWS::SQS::QueuePolicy": "resource policies are not enforced locally",
     "AWS::SNS::Subscription": "nothing delivers SNS notifications locally",
-    "AWS::Logs::LogGroup": "logs go to the local process output",
+    "AWS::SES::ConfigurationSetEventDestination": (
+        "moto's SES publishes no events (SESv2 has no event destinations): SES events are fed "
+        "to the feedback queue as the campaign demo does"
+    ),
 }
 _API_GATEWAY_REASON = (
     "routes and authorizers are read from the template by crmjobs_local.http_api, which "
@@ -141,6 +144,8 @@ class LocalResources:
     managed_policies: dict[str, str] = field(default_factory=dict)
     keys: dict[str, str] = field(default_factory=dict)
     secrets: dict[str, str] = field(default_factory=dict)
+    log_groups: dict[str, str] = field(default_factory=dict)
+    configuration_sets: dict[str, str] = field(default_factory=dict)
     #: Each HTTP API's ApiEndpoint: the local HTTP API's URL when one was given.
     apis: dict[str, str] = field(default_factory=dict)
     global_environment: dict[str, str] = field(default_factory=dict)
@@ -174,6 +179,11 @@ def _tags_dict(tags: Any) -> dict[str, str]:
     if isinstance(tags, list):
         return {tag["Key"]: str(tag["Value"]) for tag in tags}
     return {key: str(value) for key, value in (tags or {}).items()}
+
+
+def _tag_list(tags: Any) -> list[dict[str, str]]:
+    """Tags as the AWS APIs that take a list want them."""
+    return [{"Key": key, "Value": value} for key, value in _tags_dict(tags).items()]
 
 
 def _substitute_definition(value: Any, substitutions: Mapping[str, str]) -> Any:
@@ -249,6 +259,8 @@ class _Provisioner:
             "AWS::IAM::RolePolicy": self._create_role_policy,
             "AWS::KMS::Key": self._create_key,
             "AWS::SecretsManager::Secret": self._create_secret,
+            "AWS::Logs::LogGroup": self._create_log_group,
+            "AWS::SES::ConfigurationSet": self._create_configuration_set,
             "AWS::ApiGatewayV2::Api": self._create_http_api,
             "AWS::Serverless::Function": self._create_function,
             "AWS::Serverless::StateMachine": self._create_state_machine,
@@ -267,6 +279,13 @@ class _Provisioner:
         if key in properties:
             return str(resolve(properties[key], self.context))
         return f"{self.context.stack_name}-{logical_id}"
+
+    def created(self, logical_id: str, reference: str, **attributes: str) -> None:
+        """What the template's Ref and Fn::GetAtt of a created resource resolve to."""
+        self.context.references[logical_id] = reference
+        self.context.attributes.update(
+            {(logical_id, attribute): value for attribute, value in attributes.items()}
+        )
 
     def report_unknown(
         self, logical_id: str, resource_type: str, properties: Mapping[str, Any], known: set[str]
@@ -375,7 +394,7 @@ class _Provisioner:
             if key in props:
                 request[key] = props[key]
         if props.get("Tags"):
-            request["Tags"] = [{"Key": k, "Value": v} for k, v in _tags_dict(props["Tags"]).items()]
+            request["Tags"] = _tag_list(props["Tags"])
         dynamodb = self.client("dynamodb")
         description = dynamodb.create_table(**request)["TableDescription"]
         ttl = props.get("TimeToLiveSpecification")
@@ -396,10 +415,10 @@ class _Provisioner:
                 },
             )
         self.local.tables[logical_id] = name
-        self.context.references[logical_id] = name
-        self.context.attributes[(logical_id, "Arn")] = description["TableArn"]
+        attributes = {"Arn": description["TableArn"]}
         if "LatestStreamArn" in description:
-            self.context.attributes[(logical_id, "StreamArn")] = description["LatestStreamArn"]
+            attributes["StreamArn"] = description["LatestStreamArn"]
+        self.created(logical_id, name, **attributes)
 
     # --- SQS ------------------------------------------------------------------------------
 
@@ -442,14 +461,7 @@ class _Provisioner:
             "QueueArn"
         ]
         self.local.queues[logical_id] = LocalQueue(logical_id, name, url, arn)
-        self.context.references[logical_id] = url
-        self.context.attributes.update(
-            {
-                (logical_id, "Arn"): arn,
-                (logical_id, "QueueName"): name,
-                (logical_id, "QueueUrl"): url,
-            }
-        )
+        self.created(logical_id, url, Arn=arn, QueueName=name, QueueUrl=url)
 
     # --- SNS ------------------------------------------------------------------------------
 
@@ -469,13 +481,7 @@ class _Provisioner:
         }
         arn = self.client("sns").create_topic(Name=name, Attributes=attributes)["TopicArn"]
         self.local.topics[logical_id] = arn
-        self.context.references[logical_id] = arn
-        self.context.attributes.update(
-            {
-                (logical_id, "TopicArn"): arn,
-                (logical_id, "TopicName"): name,
-            }
-        )
+        self.created(logical_id, arn, TopicArn=arn, TopicName=name)
 
     # --- IAM ------------------------------------------------------------------------------
 
@@ -511,13 +517,7 @@ class _Provisioner:
             )
         self.attach_managed_policies(logical_id, name, props.get("ManagedPolicyArns") or [])
         self.local.roles[logical_id] = role["Arn"]
-        self.context.references[logical_id] = name
-        self.context.attributes.update(
-            {
-                (logical_id, "Arn"): role["Arn"],
-                (logical_id, "RoleId"): role["RoleId"],
-            }
-        )
+        self.created(logical_id, name, Arn=role["Arn"], RoleId=role["RoleId"])
 
     def attach_managed_policies(self, logical_id: str, role_name: str, arns: list[str]) -> None:
         """Attach the stack's own managed policies. moto does not load AWS managed policies
@@ -556,8 +556,7 @@ class _Provisioner:
         for role_name in props.get("Roles") or []:
             iam.attach_role_policy(RoleName=role_name, PolicyArn=arn)
         self.local.managed_policies[logical_id] = arn
-        self.context.references[logical_id] = arn
-        self.context.attributes[(logical_id, "PolicyArn")] = arn
+        self.created(logical_id, arn, PolicyArn=arn)
 
     def _create_role_policy(self, logical_id: str, properties: dict[str, Any]) -> None:
         self.report_unknown(
@@ -572,7 +571,7 @@ class _Provisioner:
             PolicyName=props["PolicyName"],
             PolicyDocument=json.dumps(props["PolicyDocument"]),
         )
-        self.context.references[logical_id] = props["PolicyName"]
+        self.created(logical_id, props["PolicyName"])
 
     # --- KMS ------------------------------------------------------------------------------
 
@@ -594,13 +593,7 @@ class _Provisioner:
         if props.get("EnableKeyRotation"):
             kms.enable_key_rotation(KeyId=key["KeyId"])
         self.local.keys[logical_id] = key["Arn"]
-        self.context.references[logical_id] = key["KeyId"]
-        self.context.attributes.update(
-            {
-                (logical_id, "Arn"): key["Arn"],
-                (logical_id, "KeyId"): key["KeyId"],
-            }
-        )
+        self.created(logical_id, key["KeyId"], Arn=key["Arn"], KeyId=key["KeyId"])
 
     # --- Secrets Manager ------------------------------------------------------------------
 
@@ -642,11 +635,74 @@ class _Provisioner:
             **{key: props[key] for key in ("Description", "KmsKeyId") if key in props},
         }
         if props.get("Tags"):
-            request["Tags"] = [{"Key": k, "Value": v} for k, v in _tags_dict(props["Tags"]).items()]
+            request["Tags"] = _tag_list(props["Tags"])
         arn = secretsmanager.create_secret(**request)["ARN"]
         self.local.secrets[logical_id] = arn
-        self.context.references[logical_id] = arn
-        self.context.attributes[(logical_id, "Id")] = arn
+        self.created(logical_id, arn, Id=arn)
+
+    # --- CloudWatch Logs ------------------------------------------------------------------
+
+    def _create_log_group(self, logical_id: str, properties: dict[str, Any]) -> None:
+        """The log group with its retention; functions still log to the local process output."""
+        self.report_unknown(
+            logical_id,
+            "AWS::Logs::LogGroup",
+            properties,
+            {"LogGroupName", "RetentionInDays", "KmsKeyId", "LogGroupClass", "Tags"},
+        )
+        props = resolve(properties, self.context)
+        name = self.physical_name(logical_id, properties, "LogGroupName")
+        request: dict[str, Any] = {"logGroupName": name}
+        for key, parameter in (("KmsKeyId", "kmsKeyId"), ("LogGroupClass", "logGroupClass")):
+            if key in props:
+                request[parameter] = props[key]
+        if props.get("Tags"):
+            request["tags"] = _tags_dict(props["Tags"])
+        logs = self.client("logs")
+        logs.create_log_group(**request)
+        if "RetentionInDays" in props:
+            logs.put_retention_policy(
+                logGroupName=name, retentionInDays=int(props["RetentionInDays"])
+            )
+        [group] = [
+            group
+            for group in logs.describe_log_groups(logGroupNamePrefix=name)["logGroups"]
+            if group["logGroupName"] == name
+        ]
+        # CloudFormation's Arn ends in ":*" (the group's streams), as DescribeLogGroups' does.
+        arn = group["arn"] if group["arn"].endswith(":*") else f"{group['arn']}:*"
+        self.local.log_groups[logical_id] = name
+        self.created(logical_id, name, Arn=arn)
+
+    # --- SES ------------------------------------------------------------------------------
+
+    _CONFIGURATION_SET_OPTIONS = (
+        "DeliveryOptions",
+        "ReputationOptions",
+        "SendingOptions",
+        "SuppressionOptions",
+        "TrackingOptions",
+        "VdmOptions",
+    )
+
+    def _create_configuration_set(self, logical_id: str, properties: dict[str, Any]) -> None:
+        self.report_unknown(
+            logical_id,
+            "AWS::SES::ConfigurationSet",
+            properties,
+            {"Name", "Tags", *self._CONFIGURATION_SET_OPTIONS},
+        )
+        props = resolve(properties, self.context)
+        name = self.physical_name(logical_id, properties, "Name")
+        request: dict[str, Any] = {
+            "ConfigurationSetName": name,
+            **{key: props[key] for key in self._CONFIGURATION_SET_OPTIONS if key in props},
+        }
+        if props.get("Tags"):
+            request["Tags"] = _tag_list(props["Tags"])
+        self.client("sesv2").create_configuration_set(**request)
+        self.local.configuration_sets[logical_id] = name
+        self.created(logical_id, name)
 
     # --- API Gateway ----------------------------------------------------------------------
 
@@ -670,10 +726,7 @@ class _Provisioner:
         api = self.client("apigatewayv2").create_api(**request)
         endpoint = self.api_endpoint or api["ApiEndpoint"]
         self.local.apis[logical_id] = endpoint
-        self.context.references[logical_id] = api["ApiId"]
-        self.context.attributes.update(
-            {(logical_id, "ApiEndpoint"): endpoint, (logical_id, "ApiId"): api["ApiId"]}
-        )
+        self.created(logical_id, api["ApiId"], ApiEndpoint=endpoint, ApiId=api["ApiId"])
 
     def shared_role(self, service_principal: str, suffix: str) -> str:
         """One role per service for resources that let SAM generate theirs."""
@@ -712,7 +765,7 @@ class _Provisioner:
         with zipfile.ZipFile(package, "w") as archive:
             if function.handler_file.is_file():
                 archive.write(function.handler_file, function.handler_file.name)
-        created = self.client("lambda").create_function(
+        configuration = self.client("lambda").create_function(
             FunctionName=name,
             Runtime=str(resolve(merged.get("Runtime", DEFAULT_RUNTIME), self.context)),
             Role=role,
@@ -725,7 +778,7 @@ class _Provisioner:
         self.local.functions[logical_id] = LocalFunction(
             logical_id=logical_id,
             name=name,
-            arn=created["FunctionArn"],
+            arn=configuration["FunctionArn"],
             handler_file=function.handler_file,
             handler_name=function.handler_name,
             timeout_seconds=function.timeout_seconds,
@@ -733,8 +786,7 @@ class _Provisioner:
             environment=environment,
             events=function.events,
         )
-        self.context.references[logical_id] = name
-        self.context.attributes[(logical_id, "Arn")] = created["FunctionArn"]
+        self.created(logical_id, name, Arn=configuration["FunctionArn"])
 
     # --- Step Functions -------------------------------------------------------------------
 
@@ -788,8 +840,7 @@ class _Provisioner:
             request["tags"] = [{"key": k, "value": v} for k, v in tags.items()]
         arn = self.client("stepfunctions").create_state_machine(**request)["stateMachineArn"]
         self.local.state_machines[logical_id] = arn
-        self.context.references[logical_id] = arn
-        self.context.attributes.update({(logical_id, "Arn"): arn, (logical_id, "Name"): name})
+        self.created(logical_id, arn, Arn=arn, Name=name)
 
     # --- EventBridge Scheduler ------------------------------------------------------------
 
@@ -801,11 +852,10 @@ class _Provisioner:
         name = self.physical_name(logical_id, properties, "Name")
         request: dict[str, Any] = {"Name": name}
         if props.get("Tags"):
-            request["Tags"] = [{"Key": k, "Value": v} for k, v in _tags_dict(props["Tags"]).items()]
+            request["Tags"] = _tag_list(props["Tags"])
         arn = self.client("scheduler").create_schedule_group(**request)["ScheduleGroupArn"]
         self.local.schedule_groups[logical_id] = name
-        self.context.references[logical_id] = name
-        self.context.attributes[(logical_id, "Arn")] = arn
+        self.created(logical_id, name, Arn=arn)
 
     _SCHEDULE_PROPERTIES = {
         "Name",
@@ -850,8 +900,7 @@ class _Provisioner:
             input=target.get("Input"),
             state=request["State"],
         )
-        self.context.references[logical_id] = name
-        self.context.attributes[(logical_id, "Arn")] = arn
+        self.created(logical_id, name, Arn=arn)
 
 
 def provision(

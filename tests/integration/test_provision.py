@@ -440,6 +440,7 @@ def test_provisions_the_real_template(aws):
         resources.managed_policies["TaskRuntimePolicy"]
     ]
     assert set(iam.list_role_policies(RoleName=role_name)["PolicyNames"]) == {
+        "own-log-group",
         "own-queue",
         "score-lead",
     }
@@ -447,3 +448,65 @@ def test_provisions_the_real_template(aws):
         FunctionName=resources.functions["ScoreLeadFunction"].name
     )
     assert function["Configuration"]["Role"] == resources.roles["ScoreLeadFunctionRole"]
+    # Every function's own log group, kept LogRetentionDays, is the one its role writes to.
+    logs = boto3.client("logs", region_name=REGION)
+    groups = {
+        group["logGroupName"]: group
+        for page in logs.get_paginator("describe_log_groups").paginate()
+        for group in page["logGroups"]
+    }
+    for logical_id, function in resources.functions.items():
+        name = resources.log_groups[f"{logical_id}LogGroup"]
+        assert name == f"/aws/lambda/real-{function.environment['POWERTOOLS_SERVICE_NAME']}"
+        assert groups[name]["retentionInDays"] == 30
+        role_name = resources.roles[f"{logical_id}Role"].rsplit("/", 1)[-1]
+        document = iam.get_role_policy(RoleName=role_name, PolicyName="own-log-group")
+        [statement] = document["PolicyDocument"]["Statement"]
+        assert statement["Resource"].startswith(groups[name]["arn"].removesuffix(":*"))
+        assert statement["Resource"].endswith(f"log-group:{name}:*")
+    # The configuration set campaigns send through exists; its event destination cannot.
+    configuration_set = resources.configuration_sets["CampaignConfigurationSet"]
+    assert configuration_set == "real-campaigns"
+    sesv2 = boto3.client("sesv2", region_name=REGION)
+    stored = sesv2.get_configuration_set(ConfigurationSetName=configuration_set)
+    assert stored["ConfigurationSetName"] == configuration_set
+    sender = resources.functions["SendCampaignBatchFunction"]
+    assert sender.environment["SES_CONFIGURATION_SET"] == configuration_set
+    unsupported = {item.logical_id: item.reason for item in resources.unsupported}
+    assert "moto's SES publishes no events" in unsupported["CampaignEventDestination"]
+    assert not {"CampaignConfigurationSet", *resources.log_groups} & set(unsupported)
+
+
+def test_log_groups_and_configuration_sets_take_their_settings(aws, tmp_path):
+    template = Template(
+        document={
+            "Resources": {
+                "Named": {
+                    "Type": "AWS::Logs::LogGroup",
+                    "Properties": {"LogGroupName": "/aws/lambda/named", "RetentionInDays": 7},
+                },
+                "Unnamed": {"Type": "AWS::Logs::LogGroup", "Properties": {}},
+                "Sending": {
+                    "Type": "AWS::SES::ConfigurationSet",
+                    "Properties": {
+                        "Name": {"Fn::Sub": "${AWS::StackName}-sending"},
+                        "SendingOptions": {"SendingEnabled": False},
+                        "Tags": [{"Key": "team", "Value": "crm"}],
+                    },
+                },
+            }
+        },
+        base_dir=tmp_path,
+    )
+    resources = provision(template, stack_name="settings")
+    assert resources.unsupported == []
+    assert resources.log_groups == {"Named": "/aws/lambda/named", "Unnamed": "settings-Unnamed"}
+    logs = boto3.client("logs", region_name=REGION)
+    [named] = logs.describe_log_groups(logGroupNamePrefix="/aws/lambda/named")["logGroups"]
+    assert named["retentionInDays"] == 7
+    [unnamed] = logs.describe_log_groups(logGroupNamePrefix="settings-Unnamed")["logGroups"]
+    assert "retentionInDays" not in unnamed  # never expires, as CloudFormation leaves it
+    sesv2 = boto3.client("sesv2", region_name=REGION)
+    sending = sesv2.get_configuration_set(ConfigurationSetName="settings-sending")
+    assert sending["SendingOptions"] == {"SendingEnabled": False}
+    assert sending["Tags"] == [{"Key": "team", "Value": "crm"}]

@@ -7,8 +7,10 @@ template: its inline policies, the managed policies it lists or that name it, it
 RolePolicies), expand the SAM policy templates still used, add the grants SAM derives from
 event sources, and require the grants to equal the contract: nothing more (no Scan, no
 wildcard action, no delete of an entity), nothing less (the code would fail).
-AWS_MANAGED_CONTRACT does the same for the AWS managed policies on each role, including the
-ones SAM adds by itself (checked against SAM's own translation when SAM CLI is installed).
+The AWS managed policies on each role, including the ones SAM adds by itself (checked against
+SAM's own translation when SAM CLI is installed), are held to their documented statements:
+none may grant on Resource "*" an action that IAM can scope to a resource. Each function
+writes its logs to its own log group, and only there.
 """
 
 from __future__ import annotations
@@ -55,9 +57,8 @@ SAM_POLICY_TEMPLATES = {
 #: Wildcard actions that name exactly one action: SQS authorizes SendMessageBatch as
 #: sqs:SendMessage, so SAM's sqs:SendMessage* grants nothing else.
 EXACT_WILDCARD_ACTIONS = {"sqs:SendMessage*": "sqs:SendMessage"}
-#: Actions without resource-level permissions (Step Functions' log delivery to CloudWatch
-#: Logs), the only ones allowed on Resource "*".
-RESOURCELESS_ACTIONS = {
+#: Step Functions' log delivery to CloudWatch Logs (the state machines' Logging).
+LOG_DELIVERY_ACTIONS = {
     "logs:CreateLogDelivery",
     "logs:GetLogDelivery",
     "logs:UpdateLogDelivery",
@@ -67,8 +68,20 @@ RESOURCELESS_ACTIONS = {
     "logs:DescribeResourcePolicies",
     "logs:DescribeLogGroups",
 }
-#: Actions of a whole account, also on Resource "*": SES GetAccount (the send rate).
+#: X-Ray's trace upload and sampling (AWSXrayWriteOnlyAccess, which `Tracing: Active` and a
+#: state machine's tracing attach).
+XRAY_WRITE_ACTIONS = {
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+    "xray:GetSamplingRules",
+    "xray:GetSamplingTargets",
+    "xray:GetSamplingStatisticSummaries",
+}
+#: Actions of a whole account: SES GetAccount (the send rate).
 ACCOUNT_LEVEL_ACTIONS = {"ses:GetAccount"}
+#: The actions without resource-level permissions (the Service Authorization Reference lists
+#: no resource type for them): the only ones allowed on Resource "*".
+ACTIONS_WITHOUT_RESOURCES = LOG_DELIVERY_ACTIONS | XRAY_WRITE_ACTIONS | ACCOUNT_LEVEL_ACTIONS
 #: Tables holding the CRM's records: no job deletes from them.
 ENTITY_TABLES = {
     "WorkspacesTable",
@@ -86,17 +99,50 @@ ENTITY_TABLES = {
 
 Grant = tuple[str, str]  # (action, resource: a logical id, or an ARN without its prefix)
 
-#: AWS managed policies (by name after arn:aws:iam::aws:policy/) a role may carry: logs and
-#: X-Ray traces for a function, traces for a state machine. SAM adds these to the roles it
-#: generates; the roles written in the template list them. Never an event source's
-#: AWSLambdaSQSQueueExecutionRole / AWSLambdaDynamoDBExecutionRole (every queue / stream).
-FUNCTION_BASICS = {"service-role/AWSLambdaBasicExecutionRole", "AWSXrayWriteOnlyAccess"}
+#: AWS managed policies (by name after arn:aws:iam::aws:policy/) a role may carry: X-Ray
+#: traces, for a function and a state machine alike. SAM adds it to the roles it generates
+#: when tracing is on; the roles written in the template list it.
+FUNCTION_BASICS = {"AWSXrayWriteOnlyAccess"}
 STATE_MACHINE_BASICS = {"AWSXrayWriteOnlyAccess"}
-#: What SAM attaches to the role it generates for a function with such an event source.
+#: What SAM attaches to the role it generates for a function: always the basic execution
+#: role, and one more for such an event source.
+SAM_FUNCTION_BASIC_POLICY = "service-role/AWSLambdaBasicExecutionRole"
 SAM_EVENT_SOURCE_POLICIES = {
     "SQS": "service-role/AWSLambdaSQSQueueExecutionRole",
     "DynamoDB": "service-role/AWSLambdaDynamoDBExecutionRole",
     "Kinesis": "service-role/AWSLambdaKinesisExecutionRole",
+}
+_LOGS_ANYWHERE = ("logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents")
+#: The actions of those AWS managed policies, each granted on Resource "*" (AWS Managed
+#: Policy Reference, policy documents as published). All but X-Ray's could name resources:
+#: the basic execution role writes to every log group of the account, the event source
+#: ones read every queue or stream.
+AWS_MANAGED_POLICY_ACTIONS: dict[str, tuple[str, ...]] = {
+    "AWSXrayWriteOnlyAccess": tuple(sorted(XRAY_WRITE_ACTIONS)),
+    SAM_FUNCTION_BASIC_POLICY: _LOGS_ANYWHERE,
+    "service-role/AWSLambdaSQSQueueExecutionRole": (
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:GetQueueAttributes",
+        *_LOGS_ANYWHERE,
+    ),
+    "service-role/AWSLambdaDynamoDBExecutionRole": (
+        "dynamodb:DescribeStream",
+        "dynamodb:GetRecords",
+        "dynamodb:GetShardIterator",
+        "dynamodb:ListStreams",
+        *_LOGS_ANYWHERE,
+    ),
+    "service-role/AWSLambdaKinesisExecutionRole": (
+        "kinesis:DescribeStream",
+        "kinesis:DescribeStreamSummary",
+        "kinesis:GetRecords",
+        "kinesis:GetShardIterator",
+        "kinesis:ListShards",
+        "kinesis:ListStreams",
+        "kinesis:SubscribeToShard",
+        *_LOGS_ANYWHERE,
+    ),
 }
 _AWS_MANAGED_ARN = re.compile(r"^arn:aws:iam::aws:policy/(.+)$")
 
@@ -181,7 +227,7 @@ TITAN_EMBEDDINGS = {("bedrock:InvokeModel", "foundation-model/amazon.titan-embed
 def _paged_fanout(page_function: str, batch_function: str) -> set[Grant]:
     """statemachines/paged_fanout.asl.json: invoke its three steps, deliver error logs."""
     steps = [page_function, batch_function, "FinishBulkRunFunction"]
-    return _grants(("lambda:InvokeFunction",), steps) | _grants(sorted(RESOURCELESS_ACTIONS), ["*"])
+    return _grants(("lambda:InvokeFunction",), steps) | _grants(sorted(LOG_DELIVERY_ACTIONS), ["*"])
 
 
 CONTRACT: dict[str, set[Grant]] = {
@@ -401,7 +447,7 @@ CONTRACT: dict[str, set[Grant]] = {
             "FinishCampaignSendFunction",
         ],
     )
-    | _grants(sorted(RESOURCELESS_ACTIONS - {"ses:GetAccount"}), ["*"]),
+    | _grants(sorted(LOG_DELIVERY_ACTIONS), ["*"]),
     # services/feedback.record_event: its queue; the recipient's row (its message id), the
     # event's row flag and counter in one TransactWriteItems (UpdateItem on both), a
     # suppression (conditional PutItem).
@@ -566,7 +612,7 @@ def _sam_generated_role_additions(
     resource = template.resources[logical_id]
     if resource["Type"] == "AWS::Serverless::StateMachine":
         return set(), set(STATE_MACHINE_BASICS)
-    grants, managed = set(), {"service-role/AWSLambdaBasicExecutionRole"}
+    grants, managed = set(), {SAM_FUNCTION_BASIC_POLICY}
     if template.function(logical_id).properties.get("Tracing") not in (None, "Disabled"):
         managed.add("AWSXrayWriteOnlyAccess")
     context = _symbolic_context(template, {})
@@ -616,6 +662,30 @@ def aws_managed_policies(template: Template, logical_id: str) -> set[str]:
     return managed
 
 
+def aws_managed_grants(template: Template, logical_id: str) -> set[Grant]:
+    """(action, "*") pairs of the AWS managed policies on a role, SAM's additions included."""
+    grants: set[Grant] = set()
+    for name in aws_managed_policies(template, logical_id):
+        assert name in AWS_MANAGED_POLICY_ACTIONS, (
+            f"{logical_id}: add {name}'s published statements to AWS_MANAGED_POLICY_ACTIONS"
+        )
+        grants |= _grants(AWS_MANAGED_POLICY_ACTIONS[name], ["*"])
+    return grants
+
+
+def _writes_own_log_group(logical_id: str) -> set[Grant]:
+    """A function's log lines go to its own log group (LoggingConfig), which the template
+    creates: streams and events there, no logs:CreateLogGroup."""
+    return _grants(("logs:CreateLogStream", "logs:PutLogEvents"), [f"{logical_id}LogGroup"])
+
+
+def contract(template: Template, logical_id: str) -> set[Grant]:
+    """CONTRACT's grants, and a function's writes to its own log group."""
+    if template.resources[logical_id]["Type"] == "AWS::Serverless::Function":
+        return CONTRACT[logical_id] | _writes_own_log_group(logical_id)
+    return CONTRACT[logical_id]
+
+
 # ---------------------------------------------------------------------------- tests
 
 
@@ -639,12 +709,12 @@ def test_aws_managed_policies_are_the_basics_only(template: Template, logical_id
 
 @pytest.mark.parametrize("logical_id", sorted(CONTRACT))
 def test_grants_stay_within_the_contract(template: Template, logical_id: str):
-    assert granted(template, logical_id) - CONTRACT[logical_id] == set()
+    assert granted(template, logical_id) - contract(template, logical_id) == set()
 
 
 @pytest.mark.parametrize("logical_id", sorted(CONTRACT))
 def test_what_the_code_needs_is_granted(template: Template, logical_id: str):
-    assert CONTRACT[logical_id] - granted(template, logical_id) == set()
+    assert contract(template, logical_id) - granted(template, logical_id) == set()
 
 
 #: The writes and side effects the services are for, stated on their own: a contract (and
@@ -729,16 +799,54 @@ def test_no_delete_outside_the_idempotency_records(template: Template):
     assert not any(resource in ENTITY_TABLES for _, resource in deletes)
 
 
-def test_indexes_are_only_queried_and_wildcards_only_where_iam_has_no_resource(
-    template: Template,
-):
+def test_indexes_are_only_queried(template: Template):
     for logical_id in _roles(template):
         for action, resource in granted(template, logical_id):
             if "/index/" in resource:
                 assert action == "dynamodb:Query", (logical_id, action, resource)
-            if resource == "*":
-                allowed = RESOURCELESS_ACTIONS | ACCOUNT_LEVEL_ACTIONS
-                assert action in allowed, (logical_id, action)
+
+
+@pytest.mark.parametrize("logical_id", sorted(CONTRACT))
+def test_every_resource_only_for_actions_iam_cannot_scope(template: Template, logical_id: str):
+    """Resource "*" only for actions without resource-level permissions (X-Ray's, log
+    delivery, SES GetAccount), in the role's statements and in the AWS managed policies on
+    it: not AWSLambdaBasicExecutionRole (every log group of the account) nor an event
+    source's (every queue or stream)."""
+    grants = granted(template, logical_id) | aws_managed_grants(template, logical_id)
+    everywhere = {action for action, resource in grants if resource == "*"}
+    assert everywhere - ACTIONS_WITHOUT_RESOURCES == set()
+
+
+def _function_ids(template: Template) -> list[str]:
+    return [
+        logical_id
+        for logical_id, resource in template.resources.items()
+        if resource["Type"] == "AWS::Serverless::Function"
+    ]
+
+
+def test_each_function_writes_only_its_own_log_group(template: Template):
+    """Its LoggingConfig names a log group of the template (kept for a set time), its role
+    writes there and nowhere else, and no other role writes there."""
+    writers: dict[str, set[str]] = {}
+    for logical_id in _roles(template):
+        for action, resource in granted(template, logical_id) | aws_managed_grants(
+            template, logical_id
+        ):
+            if action in ("logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"):
+                writers.setdefault(resource, set()).add(logical_id)
+    functions = _function_ids(template)
+    assert len(functions) == 25
+    for logical_id in functions:
+        log_group = template.function(logical_id).properties["LoggingConfig"]["LogGroup"]
+        assert log_group == {"Ref": f"{logical_id}LogGroup"}, logical_id
+        group = template.resources[log_group["Ref"]]
+        assert group["Type"] == "AWS::Logs::LogGroup", logical_id
+        assert "RetentionInDays" in group["Properties"], logical_id
+        logs = {grant for grant in granted(template, logical_id) if grant[0].startswith("logs:")}
+        assert logs == _writes_own_log_group(logical_id), logical_id
+        assert writers[log_group["Ref"]] == {logical_id}
+    assert "*" not in writers, writers.get("*")
 
 
 def test_the_scheduler_role_is_passed_to_scheduler_only(template: Template):

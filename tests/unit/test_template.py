@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import re
 import subprocess
@@ -11,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from crmjobs import config
 from crmjobs.tasks import TASK_TIMEOUT_SECONDS, TASKS, TaskSpec
 from crmjobs_local.template import (
+    CloudFormationLoader,
     DynamoDbStreamEventSource,
     ResolutionContext,
     SqsEventSource,
@@ -24,6 +27,7 @@ from crmjobs_local.template import (
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = REPO_ROOT / "template.yaml"
+SCRIPTS = REPO_ROOT / "scripts"
 
 #: AWS's advice: a queue hides a message at least six times the function's timeout.
 VISIBILITY_TIMEOUT_FACTOR = 6
@@ -285,6 +289,70 @@ def test_generated_task_section_matches_the_registry():
         text=True,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_every_function_runs_with_its_generated_role_and_log_group(template: Template):
+    """Each function names its own role and log group (named for its service, kept the
+    stack's LogRetentionDays); none is left to SAM, whose role would bring
+    AWSLambdaBasicExecutionRole."""
+    functions = template.functions()
+    assert len(functions) == 25
+    for logical_id, function in functions.items():
+        assert function.properties["Role"] == _get_att(f"{logical_id}Role", "Arn"), logical_id
+        assert "Policies" not in function.properties, logical_id
+        log_group = f"{logical_id}LogGroup"
+        assert function.properties["LoggingConfig"] == {"LogGroup": {"Ref": log_group}}
+        properties = template.resources[log_group]["Properties"]
+        service = function.environment["POWERTOOLS_SERVICE_NAME"]
+        expected_name = f"/aws/lambda/${{AWS::StackName}}-{service}"
+        assert properties["LogGroupName"] == {"Fn::Sub": expected_name}, logical_id
+        assert properties["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    retentions = [
+        properties.get("RetentionInDays")
+        for properties in _properties_of_type(template, "AWS::Logs::LogGroup").values()
+    ]
+    assert set(map(json.dumps, retentions)) == {json.dumps({"Ref": "LogRetentionDays"})}
+
+
+def _generator() -> Any:
+    spec = importlib.util.spec_from_file_location("gen_template", SCRIPTS / "gen_template.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_generator_gives_a_new_function_its_role_and_log_group():
+    """A function written in the template gets its log group and role on `make template`;
+    a renamed one gets them under its new name, and the old ones go."""
+    generator = _generator()
+    text = TEMPLATE_PATH.read_text()
+    added = text.replace(
+        "\nOutputs:",
+        "\n  ReportDigestFunction:\n    Type: AWS::Serverless::Function\n"
+        "    Properties:\n      CodeUri: functions/report_digest/\n\nOutputs:",
+    )
+    regenerated = generator.regenerate(added)
+    roles = yaml.load(regenerated, Loader=CloudFormationLoader)["Resources"]
+    assert roles["ReportDigestFunctionLogGroup"]["Properties"]["LogGroupName"] == {
+        "Fn::Sub": "/aws/lambda/${AWS::StackName}-report-digest"
+    }
+    role = roles["ReportDigestFunctionRole"]["Properties"]
+    [own_log_group] = role["Policies"]  # no task, so no task runtime or queue
+    assert own_log_group["PolicyDocument"]["Statement"] == [
+        {
+            "Sid": "WriteOwnLogGroup",
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": _get_att("ReportDigestFunctionLogGroup", "Arn"),
+        }
+    ]
+    assert generator.regenerate(regenerated) == regenerated
+    renamed = generator.regenerate(
+        text.replace("  ScheduledAgentHealthCheckFunction:\n", "  AgentHealthFunction:\n")
+    )
+    assert "  AgentHealthFunctionRole:\n" in renamed
+    assert "  AgentHealthFunctionLogGroup:\n" in renamed
+    assert "  ScheduledAgentHealthCheckFunctionRole:\n" not in renamed
 
 
 def test_stream_event_sources_report_failures_and_keep_them(template: Template):
