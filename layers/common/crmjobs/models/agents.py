@@ -1,6 +1,9 @@
 """The agents' tables: agents, their executions, each execution's saved rounds and tool
 calls, the meetings of the calendar tools, and the hourly health records.
 
+Agents, executions and meetings are the CRM's entities, written by its app too: their
+timestamps and numbers are read in the forms other apps write (models/base.py), one read
+whole must have its required fields, and createdAt/updatedAt are set on new records only.
 Timestamps that indexes sort on are ISO-8601 UTC text (`...Z`).
 """
 
@@ -10,15 +13,20 @@ from pynamodb.attributes import (
     BooleanAttribute,
     JSONAttribute,
     ListAttribute,
-    NumberAttribute,
     TTLAttribute,
     UnicodeAttribute,
-    UTCDateTimeAttribute,
 )
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, LocalSecondaryIndex
+from pynamodb.indexes import GlobalSecondaryIndex, LocalSecondaryIndex
 from pynamodb.models import Model
 
-from crmjobs.models.base import WorkspaceScoped, table_meta, utcnow
+from crmjobs.models.base import (
+    Number,
+    Timestamp,
+    WorkspaceScoped,
+    index_meta,
+    table_meta,
+    utcnow,
+)
 
 AGENT_STATUSES = ("draft", "active", "paused", "archived")
 EXECUTION_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
@@ -26,9 +34,7 @@ RUNNING_SHARD = "running"
 
 
 class AgentsByStatusIndex(GlobalSecondaryIndex):
-    class Meta:
-        index_name = "status-index"
-        projection = AllProjection()
+    Meta = index_meta("status-index")
 
     status = UnicodeAttribute(hash_key=True)
     id = UnicodeAttribute(range_key=True)
@@ -36,9 +42,8 @@ class AgentsByStatusIndex(GlobalSecondaryIndex):
 
 class Agent(WorkspaceScoped):
     Meta = table_meta("AGENTS_TABLE")
+    complete_on_get = True
 
-    workspace_id = UnicodeAttribute(hash_key=True, attr_name="workspaceId")
-    id = UnicodeAttribute(range_key=True)
     name = UnicodeAttribute()
     description = UnicodeAttribute(null=True)
     type = UnicodeAttribute(default="assistant")
@@ -46,49 +51,42 @@ class Agent(WorkspaceScoped):
     #: Why the agent has its status (e.g. paused by the health check).
     status_reason = UnicodeAttribute(null=True, attr_name="statusReason")
     config = JSONAttribute(null=True)
-    execution_count = NumberAttribute(default=0, attr_name="executionCount")
-    last_executed_at = UTCDateTimeAttribute(null=True, attr_name="lastExecutedAt")
+    execution_count = Number(default=0, attr_name="executionCount")
+    last_executed_at = Timestamp(null=True, attr_name="lastExecutedAt")
     created_by = UnicodeAttribute(null=True, attr_name="createdBy")
-    updated_at = UTCDateTimeAttribute(null=True, attr_name="updatedAt")
+    updated_at = Timestamp(null=True, attr_name="updatedAt")
     status_index = AgentsByStatusIndex()
 
 
-class ExecutionsByAgentIndex(GlobalSecondaryIndex):
-    class Meta:
-        index_name = "agent-index"
-        projection = AllProjection()
+class _ExecutionsByStartIndex(GlobalSecondaryIndex):
+    """An index of the executions table sorted by start; each below names its partition."""
 
-    agent_key = UnicodeAttribute(hash_key=True, attr_name="agentKey")
     started_at = UnicodeAttribute(range_key=True, attr_name="startedAt")
 
 
-class RunningExecutionsIndex(GlobalSecondaryIndex):
+class ExecutionsByAgentIndex(_ExecutionsByStartIndex):
+    Meta = index_meta("agent-index")
+    agent_key = UnicodeAttribute(hash_key=True, attr_name="agentKey")
+
+
+class RunningExecutionsIndex(_ExecutionsByStartIndex):
     """Sparse: only running executions carry runningShard (the health check's stuck scan)."""
 
-    class Meta:
-        index_name = "running-index"
-        projection = AllProjection()
-
+    Meta = index_meta("running-index")
     running_shard = UnicodeAttribute(hash_key=True, attr_name="runningShard")
-    started_at = UnicodeAttribute(range_key=True, attr_name="startedAt")
 
 
-class ExecutionsByHourIndex(GlobalSecondaryIndex):
+class ExecutionsByHourIndex(_ExecutionsByStartIndex):
     """Executions by the hour they started in (the health check's last hour)."""
 
-    class Meta:
-        index_name = "hour-index"
-        projection = AllProjection()
-
+    Meta = index_meta("hour-index")
     started_hour = UnicodeAttribute(hash_key=True, attr_name="startedHour")
-    started_at = UnicodeAttribute(range_key=True, attr_name="startedAt")
 
 
 class AgentExecution(WorkspaceScoped):
     Meta = table_meta("EXECUTIONS_TABLE")
+    complete_on_get = True
 
-    workspace_id = UnicodeAttribute(hash_key=True, attr_name="workspaceId")
-    id = UnicodeAttribute(range_key=True)
     agent_id = UnicodeAttribute(attr_name="agentId")
     #: workspaceId#agentId, the agent-index's key.
     agent_key = UnicodeAttribute(attr_name="agentKey")
@@ -103,15 +101,15 @@ class AgentExecution(WorkspaceScoped):
     plan = JSONAttribute(null=True)
     output = JSONAttribute(null=True)
     error = JSONAttribute(null=True)
-    duration_ms = NumberAttribute(null=True, attr_name="durationMs")
+    duration_ms = Number(null=True, attr_name="durationMs")
     #: {input, output, total}
     tokens_used = JSONAttribute(null=True, attr_name="tokensUsed")
-    rounds = NumberAttribute(default=0)
+    rounds = Number(default=0)
     started_at = UnicodeAttribute(attr_name="startedAt")
     started_hour = UnicodeAttribute(attr_name="startedHour")
     running_shard = UnicodeAttribute(null=True, attr_name="runningShard")
-    completed_at = UTCDateTimeAttribute(null=True, attr_name="completedAt")
-    updated_at = UTCDateTimeAttribute(null=True, attr_name="updatedAt")
+    completed_at = Timestamp(null=True, attr_name="completedAt")
+    updated_at = Timestamp(null=True, attr_name="updatedAt")
     by_agent = ExecutionsByAgentIndex()
     running = RunningExecutionsIndex()
     by_hour = ExecutionsByHourIndex()
@@ -129,16 +127,16 @@ class ExecutionRound(Model):
 
     execution_key = UnicodeAttribute(hash_key=True, attr_name="executionKey")
     step = UnicodeAttribute(range_key=True)
-    number = NumberAttribute()
+    number = Number()
     assistant = JSONAttribute()
     stop_reason = UnicodeAttribute(attr_name="stopReason")
-    input_tokens = NumberAttribute(attr_name="inputTokens")
-    output_tokens = NumberAttribute(attr_name="outputTokens")
+    input_tokens = Number(attr_name="inputTokens")
+    output_tokens = Number(attr_name="outputTokens")
     tool_round = BooleanAttribute(default=False, attr_name="toolRound")
     reply = JSONAttribute(null=True)
     model = UnicodeAttribute(null=True)
-    latency_ms = NumberAttribute(null=True, attr_name="latencyMs")
-    created_at = UTCDateTimeAttribute(default=utcnow, attr_name="createdAt")
+    latency_ms = Number(null=True, attr_name="latencyMs")
+    created_at = Timestamp(default=utcnow, attr_name="createdAt")
 
     PREFIX = "round#"
 
@@ -156,15 +154,15 @@ class ToolCallRecord(Model):
     execution_key = UnicodeAttribute(hash_key=True, attr_name="executionKey")
     step = UnicodeAttribute(range_key=True)
     tool_use_id = UnicodeAttribute(attr_name="toolUseId")
-    round_number = NumberAttribute(attr_name="round")
+    round_number = Number(attr_name="round")
     name = UnicodeAttribute()
     input = JSONAttribute(null=True)
     #: success or error (what the model got back)
     status = UnicodeAttribute()
     result = JSONAttribute(null=True)
     error = UnicodeAttribute(null=True)
-    duration_ms = NumberAttribute(attr_name="durationMs")
-    completed_at = UTCDateTimeAttribute(attr_name="completedAt")
+    duration_ms = Number(attr_name="durationMs")
+    completed_at = Timestamp(attr_name="completedAt")
 
     PREFIX = "tool#"
 
@@ -174,9 +172,7 @@ class ToolCallRecord(Model):
 
 
 class MeetingsByStartIndex(LocalSecondaryIndex):
-    class Meta:
-        index_name = "starts-index"
-        projection = AllProjection()
+    Meta = index_meta("starts-index")
 
     workspace_id = UnicodeAttribute(hash_key=True, attr_name="workspaceId")
     starts_at = UnicodeAttribute(range_key=True, attr_name="startsAt")
@@ -186,9 +182,8 @@ class Meeting(WorkspaceScoped):
     """A meeting in the workspace's calendar (the agents' calendar tools)."""
 
     Meta = table_meta("MEETINGS_TABLE")
+    complete_on_get = True
 
-    workspace_id = UnicodeAttribute(hash_key=True, attr_name="workspaceId")
-    id = UnicodeAttribute(range_key=True)
     title = UnicodeAttribute()
     starts_at = UnicodeAttribute(attr_name="startsAt")
     ends_at = UnicodeAttribute(attr_name="endsAt")
@@ -198,8 +193,8 @@ class Meeting(WorkspaceScoped):
     notes = UnicodeAttribute(null=True)
     #: "agent:<id>" or a user id
     created_by = UnicodeAttribute(null=True, attr_name="createdBy")
-    created_at = UTCDateTimeAttribute(default=utcnow, attr_name="createdAt")
-    updated_at = UTCDateTimeAttribute(default=utcnow, attr_name="updatedAt")
+    created_at = Timestamp(null=True, default_for_new=utcnow, attr_name="createdAt")
+    updated_at = Timestamp(null=True, default_for_new=utcnow, attr_name="updatedAt")
     by_start = MeetingsByStartIndex()
 
 

@@ -1,18 +1,17 @@
 """Campaigns, their per-recipient ledger (the deliveries table) and the workspaces'
-suppression lists."""
+suppression lists.
+
+Campaigns are written by the CRM app too: their timestamps and numbers are read in the
+forms other apps write (models/base.py), a campaign read whole must have its required
+fields, and createdAt/updatedAt are set on new records only.
+"""
 
 from __future__ import annotations
 
-from pynamodb.attributes import (
-    BooleanAttribute,
-    MapAttribute,
-    NumberAttribute,
-    UnicodeAttribute,
-    UTCDateTimeAttribute,
-)
+from pynamodb.attributes import BooleanAttribute, MapAttribute, UnicodeAttribute
 from pynamodb.models import Model
 
-from crmjobs.models.base import WorkspaceScoped, table_meta, utcnow
+from crmjobs.models.base import Number, Timestamp, WorkspaceScoped, table_meta, utcnow
 
 
 class CampaignContent(MapAttribute):
@@ -22,15 +21,14 @@ class CampaignContent(MapAttribute):
 
 class Campaign(WorkspaceScoped):
     Meta = table_meta("CAMPAIGNS_TABLE")
+    complete_on_get = True
 
-    workspace_id = UnicodeAttribute(hash_key=True, attr_name="workspaceId")
-    id = UnicodeAttribute(range_key=True)
     name = UnicodeAttribute()
     type = UnicodeAttribute(default="email")
     status = UnicodeAttribute(default="draft")
     audience = UnicodeAttribute(null=True)
     content = CampaignContent(null=True)
-    scheduled_for = UTCDateTimeAttribute(null=True, attr_name="scheduledFor")
+    scheduled_for = Timestamp(null=True, attr_name="scheduledFor")
     #: recipients, pending, sent, failed, unconfirmed (recounted from the ledger),
     #: excluded {optedOut, suppressed, duplicate, invalid}, and the feedback counters
     #: (delivered, bounced, complained, opened, clicked, rejected, unsubscribed).
@@ -41,8 +39,8 @@ class Campaign(WorkspaceScoped):
     #: Every audience page is in the ledger: a resume sends the pending recipients only.
     audience_listed = BooleanAttribute(null=True, attr_name="audienceListed")
     created_by = UnicodeAttribute(null=True, attr_name="createdBy")
-    created_at = UTCDateTimeAttribute(default=utcnow, attr_name="createdAt")
-    updated_at = UTCDateTimeAttribute(default=utcnow, attr_name="updatedAt")
+    created_at = Timestamp(null=True, default_for_new=utcnow, attr_name="createdAt")
+    updated_at = Timestamp(null=True, default_for_new=utcnow, attr_name="updatedAt")
 
 
 class Delivery(Model):
@@ -68,16 +66,16 @@ class Delivery(Model):
     status = UnicodeAttribute(default="pending")
     message_id = UnicodeAttribute(null=True, attr_name="messageId")
     error = UnicodeAttribute(null=True)
-    claimed_at = UTCDateTimeAttribute(null=True, attr_name="claimedAt")
-    sent_at = UTCDateTimeAttribute(null=True, attr_name="sentAt")
-    delivered_at = UTCDateTimeAttribute(null=True, attr_name="deliveredAt")
-    bounced_at = UTCDateTimeAttribute(null=True, attr_name="bouncedAt")
+    claimed_at = Timestamp(null=True, attr_name="claimedAt")
+    sent_at = Timestamp(null=True, attr_name="sentAt")
+    delivered_at = Timestamp(null=True, attr_name="deliveredAt")
+    bounced_at = Timestamp(null=True, attr_name="bouncedAt")
     bounce_type = UnicodeAttribute(null=True, attr_name="bounceType")
-    complained_at = UTCDateTimeAttribute(null=True, attr_name="complainedAt")
-    opened_at = UTCDateTimeAttribute(null=True, attr_name="openedAt")
-    clicked_at = UTCDateTimeAttribute(null=True, attr_name="clickedAt")
-    rejected_at = UTCDateTimeAttribute(null=True, attr_name="rejectedAt")
-    unsubscribed_at = UTCDateTimeAttribute(null=True, attr_name="unsubscribedAt")
+    complained_at = Timestamp(null=True, attr_name="complainedAt")
+    opened_at = Timestamp(null=True, attr_name="openedAt")
+    clicked_at = Timestamp(null=True, attr_name="clickedAt")
+    rejected_at = Timestamp(null=True, attr_name="rejectedAt")
+    unsubscribed_at = Timestamp(null=True, attr_name="unsubscribedAt")
 
     @staticmethod
     def key_for(workspace_id: str, campaign_id: str) -> str:
@@ -92,7 +90,7 @@ class Suppression(Model):
     workspace_id = UnicodeAttribute(hash_key=True, attr_name="workspaceId")
     email = UnicodeAttribute(range_key=True)
     reason = UnicodeAttribute(default="bounce")
-    created_at = UTCDateTimeAttribute(default=utcnow, attr_name="createdAt")
+    created_at = Timestamp(default=utcnow, attr_name="createdAt")
 
 
 class SendSchedule(Model):
@@ -104,4 +102,4 @@ class SendSchedule(Model):
 
     workspace_id = UnicodeAttribute(hash_key=True, attr_name="workspaceId")
     id = UnicodeAttribute(range_key=True)
-    next_free = NumberAttribute(null=True, attr_name="nextFree")
+    next_free = Number(null=True, attr_name="nextFree")
