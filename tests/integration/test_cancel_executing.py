@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from crmjobs import client, ledger, runtime
+from crmjobs import client, concurrency, ledger, runtime
 from crmjobs.adapters.aws import client as aws_client
 from crmjobs.config import dead_letter_queue_url, queue_url
 from crmjobs.envelope import Delivery
@@ -227,3 +227,29 @@ def test_the_http_api_cancels_an_executing_run(stack, workspace):
     body = json.loads(response["body"])
     assert (body["status"], body["cancelRequested"]) == ("EXECUTING", True)
     assert ledger.cancel_requested(run.id)
+
+
+#: The tasks whose work goes on in a state machine (their service answers Detached), and
+#: what each is triggered with.
+DETACHED = {
+    "bulk-score-leads": {},
+    "bulk-index-documents": {},
+    "reindex-all-documents": {},
+    "send-campaign": {"campaignId": "c-1"},
+}
+
+
+@pytest.mark.parametrize("task", sorted(DETACHED))
+def test_a_detached_run_canceled_while_executing_gives_its_key_back(stack, workspace, task):
+    payload = {"workspaceId": workspace.id, **DETACHED[task]}
+    run = client.trigger(task, payload, idempotency_key="sync-7")
+    execution = runtime.execution_name(run.id, 1)
+    ledger.detach(ledger.start_attempt(ledger.get(run.id)), execution)  # its state machine
+    assert concurrency.acquire(workspace.id, run.id, 5)
+    ledger.request_cancel(ledger.get(run.id))  # a user cancels; the execution stops early
+    runtime.finish_detached_run(run.id, execution, error="RunCanceled: stopped at a batch")
+    done = client.retrieve(run.id)
+    assert (done.status, done.error["type"]) == ("CANCELED", "RunCanceled")
+    assert run.id not in _slot_holders(workspace.id)
+    again = client.trigger(task, payload, idempotency_key="sync-7")
+    assert again.id != run.id and not again.deduplicated  # canceling gave the key back

@@ -424,9 +424,10 @@ def finish_detached_run(
 ) -> None:
     """Record the end of an attempt that went on in a state machine: COMPLETED, a retry
     (the run's message again after its backoff) or, on the last attempt, FAILED and
-    dead-lettered; a PermanentError (bad input) fails it at once, never retried. Gives the
-    run's concurrency slot back. Only the execution of the run's current attempt may finish
-    it; a late report of an earlier one changes nothing."""
+    dead-lettered; a PermanentError (bad input) fails it at once, never retried; an error
+    of a run asked to stop makes it CANCELED, which gives its idempotency key back. Gives
+    the run's concurrency slot back. Only the execution of the run's current attempt may
+    finish it; a late report of an earlier one changes nothing."""
     run = ledger.get(run_id)
     if (
         run is None
@@ -441,8 +442,7 @@ def finish_detached_run(
             ledger.complete(run, output)
             emit_metric("RunsCompleted", task.name)
         elif run.cancel_requested:
-            ledger.record_canceled(run, f"canceled while executing ({error})", output=run.output)
-            emit_metric("RunsCanceled", task.name)
+            _record_canceled(task, run, f"canceled while executing ({error})", run.output)
         elif isinstance(error, PermanentError):
             ledger.record_failed(run, str(error), type(error).__name__)
             emit_metric("RunsFailed", task.name)
