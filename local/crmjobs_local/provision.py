@@ -287,6 +287,13 @@ class _Provisioner:
             {(logical_id, attribute): value for attribute, value in attributes.items()}
         )
 
+    def resolved(
+        self, logical_id: str, resource_type: str, properties: Mapping[str, Any], known: set[str]
+    ) -> dict[str, Any]:
+        """A resource's properties resolved, those it does not emulate reported."""
+        self.report_unknown(logical_id, resource_type, properties, known)
+        return resolve(dict(properties), self.context)
+
     def report_unknown(
         self, logical_id: str, resource_type: str, properties: Mapping[str, Any], known: set[str]
     ) -> None:
@@ -342,7 +349,7 @@ class _Provisioner:
 
     def _create_table(self, logical_id: str, properties: dict[str, Any]) -> None:
         resource_type = "AWS::DynamoDB::Table"
-        self.report_unknown(
+        props = self.resolved(
             logical_id,
             resource_type,
             properties,
@@ -363,7 +370,6 @@ class _Provisioner:
                 "Tags",
             },
         )
-        props = resolve(properties, self.context)
         name = self.physical_name(logical_id, properties, "TableName")
         request: dict[str, Any] = {
             "TableName": name,
@@ -440,13 +446,12 @@ class _Provisioner:
     )
 
     def _create_queue(self, logical_id: str, properties: dict[str, Any]) -> None:
-        self.report_unknown(
+        props = self.resolved(
             logical_id,
             "AWS::SQS::Queue",
             properties,
             {"QueueName", "Tags", *self._QUEUE_ATTRIBUTES},
         )
-        props = resolve(properties, self.context)
         fifo = bool(props.get("FifoQueue"))
         name = self.physical_name(logical_id, properties, "QueueName")
         if fifo and not name.endswith(".fifo"):
@@ -466,13 +471,12 @@ class _Provisioner:
     # --- SNS ------------------------------------------------------------------------------
 
     def _create_topic(self, logical_id: str, properties: dict[str, Any]) -> None:
-        self.report_unknown(
+        props = self.resolved(
             logical_id,
             "AWS::SNS::Topic",
             properties,
             {"TopicName", "DisplayName", "FifoTopic", "KmsMasterKeyId", "Tags"},
         )
-        props = resolve(properties, self.context)
         name = self.physical_name(logical_id, properties, "TopicName")
         attributes = {
             key: _as_string(props[key])
@@ -486,7 +490,7 @@ class _Provisioner:
     # --- IAM ------------------------------------------------------------------------------
 
     def _create_role(self, logical_id: str, properties: dict[str, Any]) -> None:
-        self.report_unknown(
+        props = self.resolved(
             logical_id,
             "AWS::IAM::Role",
             properties,
@@ -500,7 +504,6 @@ class _Provisioner:
                 "Tags",
             },
         )
-        props = resolve(properties, self.context)
         name = self.physical_name(logical_id, properties, "RoleName")[:64]
         iam = self.client("iam")
         role = iam.create_role(
@@ -538,13 +541,12 @@ class _Provisioner:
             )
 
     def _create_managed_policy(self, logical_id: str, properties: dict[str, Any]) -> None:
-        self.report_unknown(
+        props = self.resolved(
             logical_id,
             "AWS::IAM::ManagedPolicy",
             properties,
             {"ManagedPolicyName", "PolicyDocument", "Path", "Description", "Roles"},
         )
-        props = resolve(properties, self.context)
         name = self.physical_name(logical_id, properties, "ManagedPolicyName")[:128]
         iam = self.client("iam")
         arn = iam.create_policy(
@@ -559,13 +561,12 @@ class _Provisioner:
         self.created(logical_id, arn, PolicyArn=arn)
 
     def _create_role_policy(self, logical_id: str, properties: dict[str, Any]) -> None:
-        self.report_unknown(
+        props = self.resolved(
             logical_id,
             "AWS::IAM::RolePolicy",
             properties,
             {"RoleName", "PolicyName", "PolicyDocument"},
         )
-        props = resolve(properties, self.context)
         self.client("iam").put_role_policy(
             RoleName=props["RoleName"],
             PolicyName=props["PolicyName"],
@@ -576,13 +577,12 @@ class _Provisioner:
     # --- KMS ------------------------------------------------------------------------------
 
     def _create_key(self, logical_id: str, properties: dict[str, Any]) -> None:
-        self.report_unknown(
+        props = self.resolved(
             logical_id,
             "AWS::KMS::Key",
             properties,
             {"Description", "KeyPolicy", "KeyUsage", "KeySpec", "EnableKeyRotation", "Tags"},
         )
-        props = resolve(properties, self.context)
         request: dict[str, Any] = {
             key: props[key] for key in ("Description", "KeyUsage", "KeySpec") if key in props
         }
@@ -609,13 +609,12 @@ class _Provisioner:
     )
 
     def _create_secret(self, logical_id: str, properties: dict[str, Any]) -> None:
-        self.report_unknown(
+        props = self.resolved(
             logical_id,
             "AWS::SecretsManager::Secret",
             properties,
             {"Name", "Description", "SecretString", "GenerateSecretString", "KmsKeyId", "Tags"},
         )
-        props = resolve(properties, self.context)
         secretsmanager = self.client("secretsmanager")
         value = props.get("SecretString")
         if value is None:
@@ -644,13 +643,12 @@ class _Provisioner:
 
     def _create_log_group(self, logical_id: str, properties: dict[str, Any]) -> None:
         """The log group with its retention; functions still log to the local process output."""
-        self.report_unknown(
+        props = self.resolved(
             logical_id,
             "AWS::Logs::LogGroup",
             properties,
             {"LogGroupName", "RetentionInDays", "KmsKeyId", "LogGroupClass", "Tags"},
         )
-        props = resolve(properties, self.context)
         name = self.physical_name(logical_id, properties, "LogGroupName")
         request: dict[str, Any] = {"logGroupName": name}
         for key, parameter in (("KmsKeyId", "kmsKeyId"), ("LogGroupClass", "logGroupClass")):
@@ -686,13 +684,12 @@ class _Provisioner:
     )
 
     def _create_configuration_set(self, logical_id: str, properties: dict[str, Any]) -> None:
-        self.report_unknown(
+        props = self.resolved(
             logical_id,
             "AWS::SES::ConfigurationSet",
             properties,
             {"Name", "Tags", *self._CONFIGURATION_SET_OPTIONS},
         )
-        props = resolve(properties, self.context)
         name = self.physical_name(logical_id, properties, "Name")
         request: dict[str, Any] = {
             "ConfigurationSetName": name,
@@ -709,13 +706,12 @@ class _Provisioner:
     def _create_http_api(self, logical_id: str, properties: dict[str, Any]) -> None:
         """The API exists in moto so references resolve; its ApiEndpoint is the local HTTP
         API's URL (`api_endpoint`) when given, since that is where requests are served."""
-        self.report_unknown(
+        props = self.resolved(
             logical_id,
             "AWS::ApiGatewayV2::Api",
             properties,
             {"Name", "ProtocolType", "Description", "Tags"},
         )
-        props = resolve(properties, self.context)
         request: dict[str, Any] = {
             "Name": self.physical_name(logical_id, properties, "Name"),
             "ProtocolType": props.get("ProtocolType", "HTTP"),
@@ -845,10 +841,9 @@ class _Provisioner:
     # --- EventBridge Scheduler ------------------------------------------------------------
 
     def _create_schedule_group(self, logical_id: str, properties: dict[str, Any]) -> None:
-        self.report_unknown(
+        props = self.resolved(
             logical_id, "AWS::Scheduler::ScheduleGroup", properties, {"Name", "Tags"}
         )
-        props = resolve(properties, self.context)
         name = self.physical_name(logical_id, properties, "Name")
         request: dict[str, Any] = {"Name": name}
         if props.get("Tags"):
@@ -872,10 +867,9 @@ class _Provisioner:
     }
 
     def _create_schedule(self, logical_id: str, properties: dict[str, Any]) -> None:
-        self.report_unknown(
+        props = self.resolved(
             logical_id, "AWS::Scheduler::Schedule", properties, self._SCHEDULE_PROPERTIES
         )
-        props = resolve(properties, self.context)
         name = self.physical_name(logical_id, properties, "Name")
         group = props.get("GroupName", "default")
         request = {key: props[key] for key in self._SCHEDULE_PROPERTIES if key in props}

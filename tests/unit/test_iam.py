@@ -69,7 +69,8 @@ LOG_DELIVERY_ACTIONS = {
     "logs:DescribeLogGroups",
 }
 #: X-Ray's trace upload and sampling (AWSXrayWriteOnlyAccess, which `Tracing: Active` and a
-#: state machine's tracing attach).
+#: state machine's tracing attach). None of them takes a resource, so that managed policy's
+#: Resource "*" is the narrowest grant there is: it stays.
 XRAY_WRITE_ACTIONS = {
     "xray:PutTraceSegments",
     "xray:PutTelemetryRecords",
