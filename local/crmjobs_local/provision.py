@@ -250,6 +250,8 @@ class _Provisioner:
         self.session = session
         self._clients: dict[str, Any] = {}
         self._shared_roles: dict[str, str] = {}
+        #: AWS managed policy name -> the roles that list it (reported once each).
+        self._aws_managed_roles: dict[str, list[str]] = {}
         self._creators: dict[str, Callable[[str, dict[str, Any]], None]] = {
             "AWS::DynamoDB::Table": self._create_table,
             "AWS::SQS::Queue": self._create_queue,
@@ -328,6 +330,7 @@ class _Provisioner:
                 creator(logical_id, dict(resource.get("Properties") or {}))
             except UnresolvedReference as error:
                 self.local.unsupported.append(NotProvisioned(logical_id, resource_type, str(error)))
+        self.report_aws_managed_policies()
         globals_environment = (self.template.function_globals.get("Environment") or {}).get(
             "Variables"
         ) or {}
@@ -525,20 +528,17 @@ class _Provisioner:
     def attach_managed_policies(self, logical_id: str, role_name: str, arns: list[str]) -> None:
         """Attach the stack's own managed policies. moto does not load AWS managed policies
         (arn:aws:iam::aws:policy/...) by default, so those are reported, not attached."""
-        aws_managed = []
         for arn in arns:
             if arn in self.local.managed_policies.values():
                 self.client("iam").attach_role_policy(RoleName=role_name, PolicyArn=arn)
             else:
-                aws_managed.append(arn.rsplit("/", 1)[-1])
-        if aws_managed:
-            self.local.unsupported.append(
-                NotProvisioned(
-                    logical_id,
-                    "AWS::IAM::Role",
-                    f"AWS managed policies not attached locally: {', '.join(aws_managed)}",
-                )
-            )
+                self._aws_managed_roles.setdefault(arn.rsplit("/", 1)[-1], []).append(logical_id)
+
+    def report_aws_managed_policies(self) -> None:
+        """One line per AWS managed policy that was not attached (not one per role)."""
+        for name, roles in self._aws_managed_roles.items():
+            reason = f"not attached locally (moto loads none) to {len(roles)} roles"
+            self.local.unsupported.append(NotProvisioned(name, "AWS managed policy", reason))
 
     def _create_managed_policy(self, logical_id: str, properties: dict[str, Any]) -> None:
         props = self.resolved(

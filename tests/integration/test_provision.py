@@ -475,6 +475,10 @@ def test_provisions_the_real_template(aws):
     unsupported = {item.logical_id: item.reason for item in resources.unsupported}
     assert "moto's SES publishes no events" in unsupported["CampaignEventDestination"]
     assert not {"CampaignConfigurationSet", *resources.log_groups} & set(unsupported)
+    # X-Ray's managed policy, on every function's role, is reported once.
+    assert unsupported["AWSXrayWriteOnlyAccess"] == (
+        f"not attached locally (moto loads none) to {len(resources.functions)} roles"
+    )
 
 
 def test_log_groups_and_configuration_sets_take_their_settings(aws, tmp_path):
