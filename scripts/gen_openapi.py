@@ -1,8 +1,9 @@
-"""Write docs/openapi.json, the trigger HTTP API's OpenAPI document, from its routes.
+"""Write docs/openapi.json, the HTTP API's OpenAPI document, from its routes.
 
 Powertools generates the document from the routes and pydantic models of
-layers/common/crmjobs/api.py (the function serves the same at `GET /openapi.json`); the
-committed copy is what users generate clients from. `--check` only compares and exits 1
+layers/common/crmjobs/api.py and the unsubscribe routes of crmjobs/campaign_handlers.py
+(the trigger function serves the same at `GET /openapi.json`); the committed copy is what
+users generate clients from. `--check` only compares and exits 1
 when the file is out of date. Run it with the project's venv (it imports the package).
 """
 

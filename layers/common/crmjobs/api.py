@@ -6,7 +6,8 @@ runs, and another workspace's run is "not found".
 
 Every route's parameters, bodies and answers are typed, so Powertools validates requests
 (a bad one is a 400 naming the field), checks answers (one that does not match is a 500,
-a bug of ours) and generates the OpenAPI document (`GET /openapi.json`, docs/openapi.json).
+a bug of ours) and generates the OpenAPI document (`GET /openapi.json`, docs/openapi.json),
+which describes the unsubscribe links' routes (crmjobs.campaign_handlers) too.
 Each task has its own trigger route, whose body carries that task's payload model.
 """
 
@@ -46,7 +47,8 @@ DESCRIPTION = (
     "Trigger a task and list, retrieve, cancel and replay its runs. Calls are signed with "
     "SigV4 (IAM), or carry a JWT whose workspace claim scopes them to that workspace when "
     "the stack has a JWT issuer; API Gateway answers 401/403 before the function for a "
-    "missing or invalid credential."
+    "missing or invalid credential. The campaigns' unsubscribe links (`/unsubscribe`) take "
+    "no credential: their signed token is the proof."
 )
 
 
@@ -361,12 +363,21 @@ def replay_run(run_id: RunId) -> Response[RunView]:
     return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=run)
 
 
+@lru_cache(maxsize=1)
 def openapi_document() -> dict[str, Any]:
-    """The API's OpenAPI document. Request validation errors are answered 400 (ErrorBody),
-    so Powertools' default 422 entries are left out."""
+    """The API's OpenAPI document: every route of the stack's HTTP API, the unsubscribe
+    links' (their own function) too. Request validation errors are answered 400 (ErrorBody,
+    or the unsubscribe page), so Powertools' default 422 entries are left out."""
+    # Only the document needs the unsubscribe routes: imported here, not at cold start.
+    from crmjobs.campaign_handlers import unsubscribe_api
+
     document = json.loads(
         app.get_openapi_json_schema(title=TITLE, version=VERSION, description=DESCRIPTION)
     )
+    unsubscribe_document = json.loads(
+        unsubscribe_api.get_openapi_json_schema(title=TITLE, version=VERSION)
+    )
+    document["paths"].update(unsubscribe_document["paths"])
     for operations in document["paths"].values():
         for operation in operations.values():
             operation["responses"].pop("422", None)
