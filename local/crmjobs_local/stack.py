@@ -326,14 +326,14 @@ class LocalRuntime:
 
 
 def reset_cached_clients() -> None:
-    """Forget every client made for another endpoint (boto3's, and PynamoDB's per-model
+    """Forget every client made for another endpoint (ours, and PynamoDB's per-model
     connections: PynamoDB reconnects only when a table name changes, and local runtimes
     reuse the same names) and what was cached from the last one's tables."""
     from pynamodb.models import Model
 
     from crmjobs.stores import workspaces
 
-    aws._client.cache_clear()
+    aws.forget_clients()
     workspaces.forget_cached_limits()
     pending = list(Model.__subclasses__())
     while pending:

@@ -360,7 +360,7 @@ def test_bedrock_backend_reads_dimension_and_builds_no_client(monkeypatch):
     def no_client(*args, **kwargs):
         raise AssertionError("the Bedrock client must be created on first use only")
 
-    monkeypatch.setattr(bedrock_module.boto3, "client", no_client)
+    monkeypatch.setattr(bedrock_module.aws, "create_client", no_client)
     monkeypatch.setenv("EMBEDDINGS_BACKEND", "bedrock")
     monkeypatch.delenv("EMBEDDINGS_DIMENSION", raising=False)
     default = get_embedder()

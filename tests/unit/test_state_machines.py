@@ -19,7 +19,7 @@ DEFINITION = {"StartAt": "Wait", "States": {"Wait": {"Type": "Wait", "Seconds": 
 def machine(monkeypatch):
     for variable in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_STEPFUNCTIONS"):
         monkeypatch.delenv(variable, raising=False)
-    aws._client.cache_clear()
+    aws.forget_clients()
     # Executions recorded, not run: they stay RUNNING until stopped.
     with mock_aws(config={"stepfunctions": {"execute_state_machine": False}}):
         role = boto3.client("iam").create_role(RoleName="sfn", AssumeRolePolicyDocument="{}")
@@ -28,7 +28,7 @@ def machine(monkeypatch):
             definition=json.dumps(DEFINITION),
             roleArn=role["Role"]["Arn"],
         )["stateMachineArn"]
-    aws._client.cache_clear()
+    aws.forget_clients()
 
 
 def test_execution_arn_names_the_machine_and_the_execution():

@@ -27,12 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError, ReadTimeoutError
 from botocore.exceptions import ConnectionError as BotocoreConnectionError
 
 from crmjobs import config
+from crmjobs.adapters import aws
+from crmjobs.adapters.backoff import Backoff
 from crmjobs.errors import PermanentError
 
 #: The stop reasons of Converse; the other backends map theirs onto these.
@@ -206,11 +207,6 @@ def _bedrock_model(model_id: str, timeout: int) -> BedrockChatModel:
     return BedrockChatModel(model_id, timeout=timeout)
 
 
-def _backoff_delay(retry: int, base: float, cap: float, jitter: Callable[[], float]) -> float:
-    """Exponential backoff with full jitter."""
-    return jitter() * min(cap, base * 2**retry)
-
-
 # --------------------------------------------------------------------------------------
 # Bedrock Converse
 # --------------------------------------------------------------------------------------
@@ -256,20 +252,15 @@ class BedrockChatModel:
         self.timeout = timeout
         self._client = client
         self._client_lock = threading.Lock()
-        self._max_attempts = max_attempts
-        self._base_delay = base_delay
-        self._max_delay = max_delay
-        self._sleep = sleep
-        self._jitter = jitter
+        self._backoff = Backoff(max_attempts, base_delay, max_delay, sleep, jitter)
 
     @property
     def client(self) -> Any:
         with self._client_lock:
             if self._client is None:
-                self._client = boto3.client(
+                self._client = aws.create_client(
                     "bedrock-runtime",
-                    region_name=config.region(),
-                    config=Config(
+                    Config(
                         read_timeout=self.timeout,
                         connect_timeout=10,
                         retries={"total_max_attempts": 1},
@@ -336,7 +327,7 @@ class BedrockChatModel:
         )
 
     def _call_with_backoff(self, request: dict[str, Any]) -> dict[str, Any]:
-        for retry in range(self._max_attempts):
+        for last in self._backoff.attempts():
             try:
                 return self.client.converse(**request)
             except ClientError as error:
@@ -346,7 +337,7 @@ class BedrockChatModel:
                     raise ModelRequestRejected(
                         f"Bedrock refused the request to {self.model_id}: {code}: {message}"
                     ) from None
-                if code not in BEDROCK_RETRYABLE or retry == self._max_attempts - 1:
+                if code not in BEDROCK_RETRYABLE or last:
                     raise ModelUnavailable(
                         f"Bedrock {self.model_id} did not answer: {code}: {message}"
                     ) from error
@@ -355,9 +346,8 @@ class BedrockChatModel:
                     f"Bedrock {self.model_id} did not answer within {self.timeout} s"
                 ) from error
             except BotocoreConnectionError as error:
-                if retry == self._max_attempts - 1:
+                if last:
                     raise ModelUnavailable(f"cannot reach Bedrock: {error}") from error
-            self._sleep(_backoff_delay(retry, self._base_delay, self._max_delay, self._jitter))
         raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -509,11 +499,7 @@ class OpenAIChatModel:
         self.model_id = model
         self._api_key = api_key
         self.timeout = timeout
-        self._max_attempts = max_attempts
-        self._base_delay = base_delay
-        self._max_delay = max_delay
-        self._sleep = sleep
-        self._jitter = jitter
+        self._backoff = Backoff(max_attempts, base_delay, max_delay, sleep, jitter)
 
     def request(
         self,
@@ -573,7 +559,7 @@ class OpenAIChatModel:
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
         data = json.dumps(body).encode()
-        for retry in range(self._max_attempts):
+        for last in self._backoff.attempts():
             request = urllib.request.Request(url, data=data, headers=headers, method="POST")
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as reply:
@@ -584,18 +570,17 @@ class OpenAIChatModel:
                     raise ModelRequestRejected(
                         f"{url} refused the request ({error.code}): {detail}"
                     ) from None
-                if retry == self._max_attempts - 1:
+                if last:
                     raise ModelUnavailable(f"{url} answered {error.code}: {detail}") from None
             except TimeoutError as error:
                 raise ModelUnavailable(f"{url} did not answer within {self.timeout} s") from error
             except (urllib.error.URLError, ConnectionResetError) as error:
-                if retry == self._max_attempts - 1:
+                if last:
                     raise ModelUnavailable(
                         f"cannot reach {url} (is the model server running?): {error}"
                     ) from error
             except ValueError as error:
                 raise ModelUnavailable(f"{url} answered with invalid JSON: {error}") from error
-            self._sleep(_backoff_delay(retry, self._base_delay, self._max_delay, self._jitter))
         raise AssertionError("unreachable")  # pragma: no cover
 
 

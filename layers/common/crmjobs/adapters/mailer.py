@@ -12,10 +12,8 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from functools import cache
 from typing import Any, Protocol
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import (
     ClientError,
@@ -26,6 +24,7 @@ from botocore.exceptions import (
 )
 
 from crmjobs import config
+from crmjobs.adapters import aws
 from crmjobs.errors import PermanentError
 
 
@@ -110,16 +109,8 @@ _SES_CONFIG = Config(
 )
 
 
-@cache
-def _ses_client(region: str, endpoint_url: str | None) -> Any:
-    return boto3.session.Session().client(
-        "sesv2", region_name=region, endpoint_url=endpoint_url, config=_SES_CONFIG
-    )
-
-
 def ses_client() -> Any:
-    endpoint = config.env("AWS_ENDPOINT_URL_SESV2") or config.env("AWS_ENDPOINT_URL")
-    return _ses_client(config.region(), endpoint)
+    return aws.client("sesv2", _SES_CONFIG)
 
 
 class SesMailer:

@@ -10,12 +10,12 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotocoreConnectionError
 
-from crmjobs import config
+from crmjobs.adapters import aws
+from crmjobs.adapters.backoff import Backoff
 
 logger = logging.getLogger(__name__)
 
@@ -66,28 +66,20 @@ class BedrockTitanEmbedder:
     ) -> None:
         if dimension not in TITAN_V2_DIMENSIONS:
             raise ValueError(f"Titan V2 dimension must be one of {TITAN_V2_DIMENSIONS}")
-        if max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
         self.bedrock_model_id = bedrock_model_id
         self.dimension = dimension
         self.model_id = f"{bedrock_model_id}@{dimension}"
         self._client = client
         self._client_lock = threading.Lock()
-        self._max_attempts = max_attempts
-        self._base_delay = base_delay
-        self._max_delay = max_delay
+        self._backoff = Backoff(max_attempts, base_delay, max_delay, sleep, jitter)
         self._max_halvings = max_halvings
-        self._sleep = sleep
-        self._jitter = jitter
 
     @property
     def client(self) -> Any:
         with self._client_lock:
             if self._client is None:
-                self._client = boto3.client(
-                    "bedrock-runtime",
-                    region_name=config.region(),
-                    config=Config(retries={"total_max_attempts": 1}),
+                self._client = aws.create_client(
+                    "bedrock-runtime", Config(retries={"total_max_attempts": 1})
                 )
             return self._client
 
@@ -115,17 +107,14 @@ class BedrockTitanEmbedder:
         return embedding
 
     def _invoke_with_backoff(self, text: str) -> list[float]:
-        attempt = 1
-        while True:
+        for last in self._backoff.attempts():
             try:
                 return self._invoke(text)
             except (ClientError, BotocoreConnectionError, HTTPClientError) as error:
-                if attempt == self._max_attempts or not _is_retryable(error):
+                if last or not _is_retryable(error):
                     raise
-                delay = self._jitter() * min(self._max_delay, self._base_delay * 2 ** (attempt - 1))
-                logger.info("Bedrock call failed (%s); retry %d in %.2fs", error, attempt, delay)
-                self._sleep(delay)
-                attempt += 1
+                logger.info("Bedrock call failed (%s); retrying", error)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _invoke(self, text: str) -> list[float]:
         body = {"inputText": text, "dimensions": self.dimension, "normalize": True}

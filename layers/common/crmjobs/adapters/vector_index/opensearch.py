@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from crmjobs.adapters import aws
 from crmjobs.adapters.vector_index.interface import (
     ChunkRecord,
     SearchHit,
@@ -43,18 +44,17 @@ TEXT_ANALYZER = "crmjobs_english"
 
 
 def opensearch_client(endpoint: str, region: str, service: str) -> OpenSearch:
-    """An opensearch-py client signing with SigV4 from boto3's default credentials.
+    """An opensearch-py client signing with SigV4 from the default credentials.
 
     ``service`` is ``es`` for a managed domain, ``aoss`` for a Serverless collection. The
-    credentials object is boto3's refreshable one: the signer takes a fresh frozen copy
+    credentials object is botocore's refreshable one: the signer takes a fresh frozen copy
     for every request, so assumed-role credentials roll over in long-lived processes.
     """
-    import boto3
     from opensearchpy import OpenSearch, RequestsAWSV4SignerAuth, RequestsHttpConnection
 
     if service not in ("es", "aoss"):
         raise ValueError(f"OpenSearch service must be 'es' or 'aoss', got {service!r}")
-    credentials = boto3.Session().get_credentials()
+    credentials = aws.credentials()
     if credentials is None:
         raise VectorIndexError("no AWS credentials found to sign OpenSearch requests")
     host = re.sub(r"^https?://", "", endpoint).rstrip("/")
