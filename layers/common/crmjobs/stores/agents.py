@@ -8,7 +8,7 @@ from typing import Any
 
 from crmjobs.errors import Conflict, NotFound
 from crmjobs.models import Agent
-from crmjobs.stores.dynamodb import Page, conflict_on_failed_condition
+from crmjobs.stores.dynamodb import Page, conflict_on_failed_condition, query_page
 
 
 def get(workspace_id: str, agent_id: str) -> Agent:
@@ -24,25 +24,14 @@ def active_page(workspace_id: str | None, cursor: dict[str, Any] | None, limit: 
     workspace from its own partition (no scan either way)."""
     if workspace_id is None:
         return with_status_page("active", cursor, limit)
-    else:
-        query = Agent.query(
-            workspace_id,
-            filter_condition=Agent.status == "active",
-            last_evaluated_key=cursor,
-            page_size=limit,
-            limit=limit,
-        )
-    items = list(query)
-    return Page(items, query.last_evaluated_key)
+    return query_page(
+        Agent.query, workspace_id, cursor, limit, filter_condition=Agent.status == "active"
+    )
 
 
 def with_status_page(status: str, cursor: dict[str, Any] | None, limit: int) -> Page[Agent]:
     """Up to `limit` agents of every workspace with this status (the status index)."""
-    query = Agent.status_index.query(
-        status, last_evaluated_key=cursor, page_size=limit, limit=limit
-    )
-    items = list(query)
-    return Page(items, query.last_evaluated_key)
+    return query_page(Agent.status_index.query, status, cursor, limit)
 
 
 def pause(agent: Agent, reason: str, now: datetime) -> bool:

@@ -3,7 +3,7 @@ query page carries the cursor of the next one."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -35,3 +35,17 @@ class Page(Generic[T]):
 
     items: list[T]
     cursor: dict[str, Any] | None
+
+
+def query_page(
+    query: Callable[..., Iterable[T]],
+    hash_key: str,
+    cursor: dict[str, Any] | None,
+    limit: int,
+    **options: Any,
+) -> Page[T]:
+    """One page of up to `limit` items of a Query (a model's or an index's `query`; never a
+    Scan), continuing from `cursor`; `options` are the query's own (attributes, filter)."""
+    result = query(hash_key, last_evaluated_key=cursor, page_size=limit, limit=limit, **options)
+    items = list(result)
+    return Page(items, result.last_evaluated_key)

@@ -10,7 +10,7 @@ from typing import Any
 from crmjobs.errors import Conflict, NotFound
 from crmjobs.models import KnowledgeItem
 from crmjobs.models.base import check_readable, flag_unreadable
-from crmjobs.stores.dynamodb import Page, conflict_on_failed_condition
+from crmjobs.stores.dynamodb import Page, conflict_on_failed_condition, query_page
 
 #: What a page of indexing states reads: the keys too (PynamoDB rebuilds a cursor from the
 #: last item when a page stops) and what decides whether an item may be due; no content.
@@ -48,16 +48,10 @@ def indexing_states(
     workspace_id: str, cursor: dict[str, Any] | None, limit: int
 ) -> Page[KnowledgeItem]:
     """Up to `limit` items of the workspace with only their keys and indexing fields."""
-    query = KnowledgeItem.query(
-        workspace_id,
-        attributes_to_get=_INDEXING_STATE,
-        last_evaluated_key=cursor,
-        page_size=limit,
-        limit=limit,
-    )
     with flag_unreadable():
-        items = list(query)
-    return Page(items, query.last_evaluated_key)
+        return query_page(
+            KnowledgeItem.query, workspace_id, cursor, limit, attributes_to_get=_INDEXING_STATE
+        )
 
 
 def mark_processing(item: KnowledgeItem) -> None:

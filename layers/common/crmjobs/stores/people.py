@@ -18,7 +18,7 @@ from crmjobs.domain.audience import (
 from crmjobs.errors import Conflict, NotFound
 from crmjobs.models import Contact, Prospect
 from crmjobs.models.base import utcnow
-from crmjobs.stores.dynamodb import CONDITION_FAILED
+from crmjobs.stores.dynamodb import CONDITION_FAILED, query_page
 
 _PROSPECT_FIELDS = ["workspaceId", "id", "name", "email", "company", "title", "stage",
                     "emailOptOut"]
@@ -61,29 +61,19 @@ def audience_page(
     """One Query page of the workspace's prospects or contacts (never a Scan): the people
     in the audience, how many records were read, and the next page's cursor."""
     if audience is Audience.ALL_CONTACTS:
-        query = Contact.query(
-            workspace_id,
-            attributes_to_get=_CONTACT_FIELDS,
-            last_evaluated_key=cursor,
-            limit=limit,
-            page_size=limit,
+        contacts = query_page(
+            Contact.query, workspace_id, cursor, limit, attributes_to_get=_CONTACT_FIELDS
         )
-        contacts = list(query)
-        return [_from_contact(c) for c in contacts], len(contacts), query.last_evaluated_key
-    query = Prospect.query(
-        workspace_id,
-        attributes_to_get=_PROSPECT_FIELDS,
-        last_evaluated_key=cursor,
-        limit=limit,
-        page_size=limit,
+        return [_from_contact(c) for c in contacts.items], len(contacts.items), contacts.cursor
+    prospects = query_page(
+        Prospect.query, workspace_id, cursor, limit, attributes_to_get=_PROSPECT_FIELDS
     )
-    prospects = list(query)
     people = [
         _from_prospect(p)
-        for p in prospects
+        for p in prospects.items
         if prospect_in_audience(audience, p.stage, p.email)
     ]
-    return people, len(prospects), query.last_evaluated_key
+    return people, len(prospects.items), prospects.cursor
 
 
 def _model(recipient_type: RecipientType):

@@ -15,7 +15,7 @@ from crmjobs.domain.scoring import ProspectFacts, ScoreResult
 from crmjobs.errors import NotFound
 from crmjobs.models import Prospect
 from crmjobs.models.base import check_readable, flag_unreadable
-from crmjobs.stores.dynamodb import Page, conflict_on_failed_condition
+from crmjobs.stores.dynamodb import Page, conflict_on_failed_condition, query_page
 
 #: What a page of scoring states reads: the keys too (PynamoDB rebuilds a cursor from the
 #: last item when a page stops) and the timestamps that decide whether a score is due.
@@ -40,16 +40,10 @@ def get_many(workspace_id: str, prospect_ids: Iterable[str]) -> list[Prospect]:
 
 def scoring_states(workspace_id: str, cursor: dict[str, Any] | None, limit: int) -> Page[Prospect]:
     """Up to `limit` prospects of the workspace with only their keys and scoring timestamps."""
-    query = Prospect.query(
-        workspace_id,
-        attributes_to_get=_SCORING_STATE,
-        last_evaluated_key=cursor,
-        page_size=limit,
-        limit=limit,
-    )
     with flag_unreadable():
-        items = list(query)
-    return Page(items, query.last_evaluated_key)
+        return query_page(
+            Prospect.query, workspace_id, cursor, limit, attributes_to_get=_SCORING_STATE
+        )
 
 
 def facts_of(prospect: Prospect) -> ProspectFacts:
