@@ -215,12 +215,13 @@ def test_a_retry_stops_what_still_runs_of_the_previous_attempt(stack, workspace,
     """An attempt whose detach was never recorded is retried while its chain still runs
     (the runtime took it for lost): the next attempt stops that chain first."""
     _seed(workspace.id, PROSPECTS)
-    release = threading.Event()
+    held, release = threading.Event(), threading.Event()
     batch_get = Prospect.batch_get
 
     def held_in_second_execution(keys, *args, **kwargs):
         keys = list(keys)
         if "p-010" in {key[1] for key in keys} and not release.is_set():
+            held.set()
             assert release.wait(60)
         return batch_get(keys, *args, **kwargs)
 
@@ -231,7 +232,9 @@ def test_a_retry_stops_what_still_runs_of_the_previous_attempt(stack, workspace,
     try:
         with config.function_environment(bulk.environment):
             start_fanout(ARN_VARIABLE, _context(run_id, workspace.id, attempt=1), workspace.id, now)
-            _wait_for_executions(stack, run_id, 2)
+            # The retry comes while the second execution runs a batch (its Map iteration
+            # is what is stopped), however long that execution took to get there.
+            assert held.wait(60), "the second execution never reached its first batch"
             start_fanout(ARN_VARIABLE, _context(run_id, workspace.id, attempt=2), workspace.id, now)
     finally:
         release.set()
