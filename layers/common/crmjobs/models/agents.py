@@ -58,29 +58,15 @@ class Agent(WorkspaceScoped):
     status_index = AgentsByStatusIndex()
 
 
-class _ExecutionsByStartIndex(GlobalSecondaryIndex):
-    """An index of the executions table sorted by start; each below names its partition."""
-
-    started_at = UnicodeAttribute(range_key=True, attr_name="startedAt")
-
-
-class ExecutionsByAgentIndex(_ExecutionsByStartIndex):
-    Meta = index_meta("agent-index")
-    agent_key = UnicodeAttribute(hash_key=True, attr_name="agentKey")
-
-
-class RunningExecutionsIndex(_ExecutionsByStartIndex):
-    """Sparse: only running executions carry runningShard (the health check's stuck scan)."""
-
-    Meta = index_meta("running-index")
-    running_shard = UnicodeAttribute(hash_key=True, attr_name="runningShard")
-
-
-class ExecutionsByHourIndex(_ExecutionsByStartIndex):
-    """Executions by the hour they started in (the health check's last hour)."""
-
-    Meta = index_meta("hour-index")
-    started_hour = UnicodeAttribute(hash_key=True, attr_name="startedHour")
+def _executions_by_start(index_name: str, partition: str, attr_name: str) -> GlobalSecondaryIndex:
+    """An index of the executions table: a partition key, sorted by start (ISO-8601 text)."""
+    attributes = {
+        "Meta": index_meta(index_name),
+        partition: UnicodeAttribute(hash_key=True, attr_name=attr_name),
+        "started_at": UnicodeAttribute(range_key=True, attr_name="startedAt"),
+    }
+    name = f"ExecutionsBy{attr_name[:1].upper()}{attr_name[1:]}Index"
+    return type(name, (GlobalSecondaryIndex,), attributes)()
 
 
 class AgentExecution(WorkspaceScoped):
@@ -110,9 +96,11 @@ class AgentExecution(WorkspaceScoped):
     running_shard = UnicodeAttribute(null=True, attr_name="runningShard")
     completed_at = Timestamp(null=True, attr_name="completedAt")
     updated_at = Timestamp(null=True, attr_name="updatedAt")
-    by_agent = ExecutionsByAgentIndex()
-    running = RunningExecutionsIndex()
-    by_hour = ExecutionsByHourIndex()
+    by_agent = _executions_by_start("agent-index", "agent_key", "agentKey")
+    #: Sparse: only running executions carry runningShard (the health check's stuck scan).
+    running = _executions_by_start("running-index", "running_shard", "runningShard")
+    #: By the hour they started in (the health check's last hour).
+    by_hour = _executions_by_start("hour-index", "started_hour", "startedHour")
 
     @staticmethod
     def key_of_agent(workspace_id: str, agent_id: str) -> str:
