@@ -7,10 +7,11 @@ from drifting apart. `--check` only compares and exits 1 when the file is out of
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tomllib
 from pathlib import Path
+
+import generated_file
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = REPO_ROOT / "pyproject.toml"
@@ -28,27 +29,12 @@ def render_requirements(pyproject: Path = PYPROJECT) -> str:
     return HEADER + "".join(f"{requirement}\n" for requirement in dependencies)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--check",
-        action="store_true",
-        help="exit 1 if the requirements file differs from pyproject.toml instead of writing it",
-    )
-    args = parser.parse_args(argv)
-    expected = render_requirements()
-    current = REQUIREMENTS.read_text() if REQUIREMENTS.exists() else None
-    relative = REQUIREMENTS.relative_to(REPO_ROOT)
-    if args.check:
-        if current != expected:
-            print(f"{relative} is out of date: run `make layer-requirements`", file=sys.stderr)
-            return 1
-        return 0
-    if current != expected:
-        REQUIREMENTS.write_text(expected)
-        print(f"wrote {relative}")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(
+        generated_file.main(
+            REQUIREMENTS,
+            lambda _current: render_requirements(),
+            description=__doc__,
+            make_target="layer-requirements",
+        )
+    )
