@@ -16,16 +16,32 @@ rest of the file alone. `--check` only compares and exits 1 when a section is ou
 
 from __future__ import annotations
 
-import argparse
+import importlib.util
 import re
 import sys
 from pathlib import Path
 
+import generated_file
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = REPO_ROOT / "template.yaml"
-sys.path.insert(0, str(REPO_ROOT / "layers" / "common"))
+REGISTRY = REPO_ROOT / "layers" / "common" / "crmjobs" / "tasks.py"
 
-from crmjobs.tasks import TASK_TIMEOUT_SECONDS, TASKS, TaskSpec  # noqa: E402
+
+def _load_registry():
+    """crmjobs/tasks.py on its own (it needs only the standard library): the package's
+    __init__ imports Powertools, which the interpreter `make` runs this with may not have."""
+    spec = importlib.util.spec_from_file_location("crmjobs_task_registry", REGISTRY)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
+    spec.loader.exec_module(module)
+    return module
+
+
+_registry = _load_registry()
+TASK_TIMEOUT_SECONDS = _registry.TASK_TIMEOUT_SECONDS
+TASKS = _registry.TASKS
+TaskSpec = _registry.TaskSpec
 
 TASK_QUEUES = "task queues"
 FUNCTION_ROLES = "function roles"
@@ -225,29 +241,12 @@ def regenerate(text: str) -> str:
     return text
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--check",
-        action="store_true",
-        help="exit 1 if template.yaml's generated sections are out of date instead of writing them",
-    )
-    args = parser.parse_args(argv)
-    current = TEMPLATE.read_text()
-    expected = regenerate(current)
-    if args.check:
-        if current != expected:
-            print(
-                "template.yaml's generated sections are out of date: run `make template`",
-                file=sys.stderr,
-            )
-            return 1
-        return 0
-    if current != expected:
-        TEMPLATE.write_text(expected)
-        print("wrote template.yaml's generated sections")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(
+        generated_file.main(
+            TEMPLATE,
+            lambda current: regenerate(current or ""),
+            description=__doc__,
+            make_target="template",
+        )
+    )

@@ -314,17 +314,18 @@ def test_every_function_runs_with_its_generated_role_and_log_group(template: Tem
     assert set(map(json.dumps, retentions)) == {json.dumps({"Ref": "LogRetentionDays"})}
 
 
-def _generator() -> Any:
+def _generator(monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.syspath_prepend(str(SCRIPTS))  # as when it runs: its helpers beside it
     spec = importlib.util.spec_from_file_location("gen_template", SCRIPTS / "gen_template.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def test_the_generator_gives_a_new_function_its_role_and_log_group():
+def test_the_generator_gives_a_new_function_its_role_and_log_group(monkeypatch):
     """A function written in the template gets its log group and role on `make template`;
     a renamed one gets them under its new name, and the old ones go."""
-    generator = _generator()
+    generator = _generator(monkeypatch)
     text = TEMPLATE_PATH.read_text()
     added = text.replace(
         "\nOutputs:",
