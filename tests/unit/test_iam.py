@@ -308,10 +308,11 @@ CONTRACT: dict[str, set[Grant]] = {
     )
     | {("dynamodb:UpdateItem", "ConcurrencyTable")},
     # runtime.finish_detached_run: the run (get, complete / retry / fail), its slot back,
-    # a retry's message to the bulk task's queue or the dead-lettered one to its DLQ;
-    # services/fanout.finish_bulk_run: a failure report looks up the execution's successor.
+    # a canceled run's trigger key back (conditional delete), a retry's message to the bulk
+    # task's queue or the dead-lettered one to its DLQ; services/fanout.finish_bulk_run: a
+    # failure report looks up the execution's successor.
     "FinishBulkRunFunction": _grants(("dynamodb:GetItem", "dynamodb:UpdateItem"), ["RunsTable"])
-    | {("dynamodb:UpdateItem", "ConcurrencyTable")}
+    | {("dynamodb:UpdateItem", "ConcurrencyTable"), ("dynamodb:DeleteItem", "IdempotencyTable")}
     | _grants(
         ("states:DescribeExecution",),
         ["execution:crmjobs-bulk-score-leads:*", "execution:crmjobs-bulk-index-documents:*"],
@@ -434,10 +435,11 @@ CONTRACT: dict[str, set[Grant]] = {
         ["identity/crmjobs.local", "configuration-set/CampaignConfigurationSet"],
     ),
     # services/campaign_sending.finish_sending: recount the ledger, the campaign's counters
-    # and status; runtime.finish_detached_run: the run, its slot, a retry or the DLQ.
+    # and status; runtime.finish_detached_run: the run, its slot, a canceled run's trigger
+    # key, a retry or the DLQ.
     "FinishCampaignSendFunction": {("dynamodb:Query", "DeliveriesTable")}
     | _grants(("dynamodb:GetItem", "dynamodb:UpdateItem"), ["CampaignsTable", "RunsTable"])
-    | {("dynamodb:UpdateItem", "ConcurrencyTable")}
+    | {("dynamodb:UpdateItem", "ConcurrencyTable"), ("dynamodb:DeleteItem", "IdempotencyTable")}
     | _grants(("sqs:SendMessage",), ["SendCampaignQueue", "SendCampaignDeadLetterQueue"]),
     "SendCampaignStateMachine": _grants(
         ("lambda:InvokeFunction",),
