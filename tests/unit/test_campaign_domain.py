@@ -262,7 +262,7 @@ def test_slots_from_many_workers_never_exceed_the_rate():
             sends.append(checked + rng.uniform(0, pacing.LATENESS_S - pacing.CHECK_LATENESS_S))
     assert pacing.max_in_window(sends) <= max_rate
     achieved = len(sends) / (max(sends) - min(sends))
-    assert achieved >= 0.94 * max_rate  # the ceiling is 1 / (1 + LATENESS_S)
+    assert achieved >= 0.96 * max_rate  # the ceiling is 1 / (1 + LATENESS_S)
 
 
 def test_idle_schedule_does_not_burst():

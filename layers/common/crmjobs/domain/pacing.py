@@ -15,8 +15,9 @@ from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-#: How late after its slot a send may start (covers thread wake-ups and clock skew).
-LATENESS_S = 0.05
+#: How late after its slot a send may start (a thread's wake-up and the request leaving).
+#: The pace gives up this share of the rate (3 %); a send later than that is not made then.
+LATENESS_S = 0.03
 #: How late the check right before a send may find it (the rest is for the call's start).
 CHECK_LATENESS_S = LATENESS_S / 2
 #: Guards the bound against floating-point rounding of slot times.
