@@ -49,7 +49,8 @@ layer-requirements:
 layer-requirements-check:
 	$(PYTHON) scripts/gen_layer_requirements.py --check
 
-# template.yaml's task queues and roles are generated from the task registry.
+# template.yaml's task queues come from the task registry, every function's role and log group
+# from its function block (scripts/gen_template.py).
 template:
 	$(PYTHON) scripts/gen_template.py
 
