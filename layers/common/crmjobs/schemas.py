@@ -7,9 +7,11 @@ timezone, so a bad message fails at once with a clear error instead of deep in a
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -36,8 +38,28 @@ def _not_a_number(value: Any) -> Any:
     return value
 
 
+#: A day inside datetime's range at each end, so the instant has a local time in every zone.
+_EARLIEST = datetime.min.replace(tzinfo=UTC) + timedelta(days=1)
+_LATEST = datetime.max.replace(tzinfo=UTC) - timedelta(days=1)
+
+
+def _in_every_zone(value: datetime) -> datetime:
+    """An instant the tasks can convert to UTC and to any time zone (the first and last day
+    datetime can hold cannot: `astimezone` overflows)."""
+    try:
+        instant = value.astimezone(UTC)
+    except OverflowError:
+        instant = None
+    if instant is None or not _EARLIEST <= instant <= _LATEST:
+        raise ValueError(
+            f"must be between {_EARLIEST.date().isoformat()} and "
+            f"{_LATEST.date().isoformat()} (UTC)"
+        )
+    return value
+
+
 #: ISO-8601 text with a timezone (pydantic alone would also read a number as an epoch).
-Timestamp = Annotated[AwareDatetime, BeforeValidator(_not_a_number)]
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_not_a_number), AfterValidator(_in_every_zone)]
 
 
 class Payload(BaseModel):
