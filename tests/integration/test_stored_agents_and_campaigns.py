@@ -90,6 +90,20 @@ def test_execute_agent_reads_an_agent_as_other_apps_write_it(workspace_id):
     assert agent.last_executed_at.isoformat() > "2026-11-30T10:00:00+00:00"
 
 
+def test_an_execution_count_stored_as_text_is_counted_on_as_a_number(workspace_id):
+    """DynamoDB's ADD refuses a string: the first execution sets the number, the next adds."""
+    _agent(workspace_id, "a-2", executionCount="5", config=json.dumps({"capabilities": ["crm"]}))
+    for expected in (6, 7):
+        done = _run("execute-agent", {"workspaceId": workspace_id, "agentId": "a-2"})
+        assert (done.status, done.attempts) == ("COMPLETED", 1), done.error
+        stored = aws_client("dynamodb").get_item(
+            TableName=config.require("AGENTS_TABLE"),
+            Key={"workspaceId": {"S": workspace_id}, "id": {"S": "a-2"}},
+            ConsistentRead=True,
+        )["Item"]
+        assert stored["executionCount"] == {"N": str(expected)}
+
+
 def test_the_active_agents_are_listed_as_other_apps_write_them(workspace_id):
     _agent(workspace_id, "a-1", lastExecutedAt="2026-11-30T11:00:00+01:00", updatedAt=NAIVE,
            executionCount="5")  # a number stored as a string

@@ -10,7 +10,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pynamodb.connection import Connection
+from pynamodb.constants import STRING
 from pynamodb.exceptions import TransactWriteError
+from pynamodb.expressions.operand import Path
 from pynamodb.transactions import TransactWrite
 
 from crmjobs.errors import Conflict
@@ -107,28 +109,42 @@ def complete_and_count(
 ) -> None:
     """Completed, and the agent's executionCount +1 and lastExecutedAt, in one transaction:
     the count moves exactly once per execution. Conflict when the execution is no longer
-    running (or the agent was deleted)."""
-    try:
-        with TransactWrite(connection=Connection(region=AgentExecution.Meta.region)) as write:
-            write.update(
-                execution,
-                actions=_finish_actions(
-                    "completed", now, output=output, tokens=tokens, rounds=rounds
-                ),
-                condition=_STILL_RUNNING,
-            )
-            write.update(
-                agent,
-                actions=[Agent.execution_count.add(1), Agent.last_executed_at.set(now)],
-                condition=Agent.id.exists(),
-            )
-    except TransactWriteError as exc:
-        reasons = [reason for reason in exc.cancellation_reasons or [] if reason is not None]
-        if any(reason.code == CONDITION_FAILED for reason in reasons):
-            raise Conflict(
-                f"execution {execution.id} is no longer running, or its agent is gone"
-            ) from None
-        raise
+    running (or the agent was deleted).
+
+    A count another app stored as text ("5") cannot take DynamoDB's ADD: it is then set to
+    the number it reads plus one, on condition that it is still text, so of two executions
+    finishing at once the second finds a number and adds to it."""
+    finished = _finish_actions("completed", now, output=output, tokens=tokens, rounds=rounds)
+    count_text = False
+    while True:
+        if count_text:
+            stored = Agent.get_in_workspace(agent.workspace_id, agent.id, consistent_read=True)
+            if stored is None:
+                raise Conflict(f"agent {agent.id} is gone")
+            count = Agent.execution_count.set(int(stored.execution_count or 0) + 1)
+            still = Path(Agent.execution_count.attr_name).is_type(STRING)
+        else:
+            count, still = Agent.execution_count.add(1), Agent.id.exists()
+        try:
+            with TransactWrite(connection=Connection(region=AgentExecution.Meta.region)) as write:
+                write.update(execution, actions=finished, condition=_STILL_RUNNING)
+                write.update(
+                    agent, actions=[count, Agent.last_executed_at.set(now)], condition=still
+                )
+            return
+        except TransactWriteError as exc:
+            if exc.cause_response_code == "ValidationException" and not count_text:
+                count_text = True  # ADD refused: the stored count is not a number
+                continue
+            codes = [reason.code if reason else None for reason in exc.cancellation_reasons or []]
+            if count_text and codes[:2] == [None, CONDITION_FAILED]:
+                count_text = False  # another execution made it a number: add to it
+                continue
+            if CONDITION_FAILED in codes:
+                raise Conflict(
+                    f"execution {execution.id} is no longer running, or its agent is gone"
+                ) from None
+            raise
 
 
 # --- the transcript --------------------------------------------------------------------
