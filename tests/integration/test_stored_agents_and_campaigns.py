@@ -168,3 +168,22 @@ def test_a_campaign_that_cannot_be_read_fails_the_run_at_once_naming_the_field(
         Key={"workspaceId": {"S": workspace_id}, "id": {"S": "c-9"}},
     )["Item"]
     assert raw["status"] == {"S": "draft"} and "sendingRun" not in raw  # nothing written
+
+
+def test_an_unreadable_agent_is_reported_and_the_others_are_still_processed(workspace_id):
+    schedule = {"schedule": {"expression": "rate(1 minute)"}, "capabilities": ["crm"]}
+    _agent(workspace_id, "a-1", config=json.dumps(schedule))
+    _agent(workspace_id, "a-9", config=json.dumps(schedule), lastExecutedAt="last tuesday")
+    done = _run("process-active-agents", {"workspaceId": workspace_id})
+    assert done.status == "COMPLETED", done.error
+    assert done.output["count"] == 2
+    [error] = done.output["scheduleErrors"]
+    assert error["agentId"] == "a-9" and "lastExecutedAt" in error["error"]
+    assert [run["agentId"] for run in done.output["scheduledRuns"]] == ["a-1"]
+
+
+def test_the_health_check_counts_an_unreadable_agent(workspace_id):
+    _agent(workspace_id, "a-9", lastExecutedAt="last tuesday", executionCount="a lot")
+    done = _run("scheduled-agent-health-check", {})
+    assert done.status == "COMPLETED", done.error
+    assert done.output["agentsByStatus"]["active"] >= 1

@@ -18,6 +18,7 @@ from crmjobs.domain.agents import AgentConfig, parse_config
 from crmjobs.domain.schedule_expressions import format_scheduled_time, latest_fire_time
 from crmjobs.errors import InvalidInput
 from crmjobs.models import Agent
+from crmjobs.models.base import check_readable
 from crmjobs.runtime import RunContext
 from crmjobs.schemas import ProcessActiveAgentsPayload
 from crmjobs.stores import agents as agent_store
@@ -85,6 +86,7 @@ def process_active_agents(
             if len(listed) < MAX_LISTED:
                 listed.append(_summary(agent))
             try:
+                check_readable(agent)  # one unreadable agent is reported, the rest go on
                 agent_config = parse_config(agent.config)
                 scheduled = due_time(agent_config, now, lookback)
             except (InvalidInput, ValueError) as exc:

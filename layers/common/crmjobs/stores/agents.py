@@ -8,6 +8,7 @@ from typing import Any
 
 from crmjobs.errors import Conflict, NotFound
 from crmjobs.models import Agent
+from crmjobs.models.base import flag_unreadable
 from crmjobs.stores.dynamodb import Page, conflict_on_failed_condition, query_page
 
 
@@ -21,17 +22,20 @@ def get(workspace_id: str, agent_id: str) -> Agent:
 
 def active_page(workspace_id: str | None, cursor: dict[str, Any] | None, limit: int) -> Page[Agent]:
     """Up to `limit` active agents: of every workspace through the status index, or of one
-    workspace from its own partition (no scan either way)."""
+    workspace from its own partition (no scan either way). An agent with a value that cannot
+    be read comes back flagged (models.base.unreadable_fields), not as an error of the page."""
     if workspace_id is None:
         return with_status_page("active", cursor, limit)
-    return query_page(
-        Agent.query, workspace_id, cursor, limit, filter_condition=Agent.status == "active"
-    )
+    with flag_unreadable():
+        return query_page(
+            Agent.query, workspace_id, cursor, limit, filter_condition=Agent.status == "active"
+        )
 
 
 def with_status_page(status: str, cursor: dict[str, Any] | None, limit: int) -> Page[Agent]:
     """Up to `limit` agents of every workspace with this status (the status index)."""
-    return query_page(Agent.status_index.query, status, cursor, limit)
+    with flag_unreadable():
+        return query_page(Agent.status_index.query, status, cursor, limit)
 
 
 def pause(agent: Agent, reason: str, now: datetime) -> bool:
