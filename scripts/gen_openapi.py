@@ -1,7 +1,7 @@
 """Write docs/openapi.json, the HTTP API's OpenAPI document, from its routes.
 
 Powertools generates the document from the routes and pydantic models of
-layers/common/crmjobs/api.py and the unsubscribe routes of crmjobs/campaign_handlers.py
+layers/common/crmjobs/api.py and the unsubscribe routes of crmjobs/campaign_handlers/unsubscribe.py
 (the trigger function serves the same at `GET /openapi.json`); the committed copy is what
 users generate clients from. `--check` only compares and exits 1
 when the file is out of date. Run it with the project's venv (it imports the package).

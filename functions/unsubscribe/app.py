@@ -1,5 +1,5 @@
 """Unsubscribe links: GET shows the confirmation page, POST (RFC 8058 one-click) unsubscribes."""
 
-from crmjobs.campaign_handlers import unsubscribe_handler
+from crmjobs.campaign_handlers.unsubscribe import unsubscribe_handler
 
 handler = unsubscribe_handler()

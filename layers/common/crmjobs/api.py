@@ -7,7 +7,7 @@ runs, and another workspace's run is "not found".
 Every route's parameters, bodies and answers are typed, so Powertools validates requests
 (a bad one is a 400 naming the field), checks answers (one that does not match is a 500,
 a bug of ours) and generates the OpenAPI document (`GET /openapi.json`, docs/openapi.json),
-which describes the unsubscribe links' routes (crmjobs.campaign_handlers) too.
+which describes the unsubscribe links' routes (crmjobs.campaign_handlers.unsubscribe) too.
 Each task has its own trigger route, whose body carries that task's payload model.
 """
 
@@ -369,7 +369,7 @@ def openapi_document() -> dict[str, Any]:
     links' (their own function) too. Request validation errors are answered 400 (ErrorBody,
     or the unsubscribe page), so Powertools' default 422 entries are left out."""
     # Only the document needs the unsubscribe routes: imported here, not at cold start.
-    from crmjobs.campaign_handlers import unsubscribe_api
+    from crmjobs.campaign_handlers.unsubscribe import unsubscribe_api
 
     document = json.loads(
         app.get_openapi_json_schema(title=TITLE, version=VERSION, description=DESCRIPTION)
