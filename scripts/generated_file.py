@@ -39,6 +39,9 @@ def main(
         return 0
     if current != expected:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(expected)
+        # Written beside it, then renamed: a reader (a test run) never sees half a file.
+        partial = path.with_name(f".{path.name}.partial")
+        partial.write_text(expected)
+        partial.replace(path)
         print(f"wrote {shown}")
     return 0
