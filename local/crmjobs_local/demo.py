@@ -549,11 +549,9 @@ def _summary(
         top = result.search_hits[0]
         console.print(f"search {SEARCH_QUERY!r}: top hit [bold]{top.title}[/] ({top.score:.3f})")
     outbox = Outbox(stack.data_dir / "outbox")
-    written = outbox.sync()
+    outbox.sync()
     mails = list(outbox.folder.glob("*.eml"))
-    console.print(
-        f"outbox: {outbox.folder} ({len(mails)} mail(s); {len(written)} new; no demo task sends)"
-    )
+    console.print(f"outbox: {outbox.folder} ({len(mails)} mail(s) the campaigns and agents sent)")
 
 
 def _demo_runs() -> list[Any]:
