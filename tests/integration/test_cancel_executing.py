@@ -5,10 +5,12 @@ and the run is CANCELED at once with its totals so far."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
 import pytest
+from http_api_events import HANDLER_FILE, http_event, lambda_context
 
 from crmjobs import client, concurrency, ledger, runtime
 from crmjobs.adapters.aws import client as aws_client
@@ -17,6 +19,7 @@ from crmjobs.envelope import Delivery
 from crmjobs.errors import Conflict, RunCanceled
 from crmjobs.models import ConcurrencySlots
 from crmjobs.tasks import get_task
+from crmjobs_local.context import load_handler
 
 TASK = get_task("score-lead")
 
@@ -192,37 +195,10 @@ def test_a_run_canceled_while_waiting_for_its_retry_never_runs_again(stack, work
 
 
 def test_the_http_api_cancels_an_executing_run(stack, workspace):
-    import json
-    import uuid
-    from pathlib import Path
-
-    from crmjobs_local.context import LambdaContext, load_handler
-
-    handler = load_handler(Path(__file__).resolve().parents[2] / "functions/trigger_api/app.py")
+    handler = load_handler(HANDLER_FILE)
     run = client.trigger("score-lead", {"workspaceId": workspace.id, "prospectId": "p-1"})
     ledger.start_attempt(ledger.get(run.id))  # a delivery is executing it
-    path = f"/runs/{run.id}/cancel"
-    event = {
-        "version": "2.0",
-        "routeKey": "ANY /{proxy+}",
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": {"content-type": "application/json"},
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "api1234567",
-            "authorizer": {"iam": {"accountId": "123456789012", "userArn": "arn:aws:iam::1:u"}},
-            "http": {"method": "POST", "path": path, "protocol": "HTTP/1.1", "sourceIp": "::1"},
-            "requestId": uuid.uuid4().hex,
-            "routeKey": "ANY /{proxy+}",
-            "stage": "$default",
-            "timeEpoch": 1795917600000,
-        },
-        "pathParameters": {"proxy": path.lstrip("/")},
-        "isBase64Encoded": False,
-    }
-    context = LambdaContext("TriggerApiFunction", "arn:aws:lambda:::function:api", 256, 29)
-    response = handler(event, context)
+    response = handler(http_event("POST", f"/runs/{run.id}/cancel"), lambda_context())
     assert response["statusCode"] == 200, response["body"]
     body = json.loads(response["body"])
     assert (body["status"], body["cancelRequested"]) == ("EXECUTING", True)

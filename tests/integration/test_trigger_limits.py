@@ -5,19 +5,16 @@ never a raw DynamoDB error or a 500, and nothing is recorded."""
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
+from http_api_events import HANDLER_FILE, http_event, lambda_context
 
 from crmjobs import client, limits
 from crmjobs.errors import InvalidInput, NotFound
 from crmjobs.models import Prospect
-from crmjobs_local.context import LambdaContext, load_handler
-
-HANDLER_FILE = Path(__file__).resolve().parents[2] / "functions" / "trigger_api" / "app.py"
+from crmjobs_local.context import load_handler
 
 
 @pytest.fixture(scope="module")
@@ -27,28 +24,7 @@ def handler():
 
 def post(handler, path: str, body: Any) -> tuple[int, dict[str, Any]]:
     """An IAM-authorized HTTP API (payload 2.0) POST through the trigger function."""
-    event = {
-        "version": "2.0",
-        "routeKey": "ANY /{proxy+}",
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": {"content-type": "application/json"},
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "api1234567",
-            "authorizer": {"iam": {"accountId": "123456789012", "userArn": "arn:aws:iam::1:u"}},
-            "http": {"method": "POST", "path": path, "protocol": "HTTP/1.1", "sourceIp": "::1"},
-            "requestId": uuid.uuid4().hex,
-            "routeKey": "ANY /{proxy+}",
-            "stage": "$default",
-            "timeEpoch": 1795917600000,
-        },
-        "pathParameters": {"proxy": path.lstrip("/")},
-        "body": json.dumps(body),
-        "isBase64Encoded": False,
-    }
-    context = LambdaContext("TriggerApiFunction", "arn:aws:lambda:::function:api", 256, 29)
-    response = handler(event, context)
+    response = handler(http_event("POST", path, body=body), lambda_context())
     return response["statusCode"], json.loads(response["body"])
 
 
