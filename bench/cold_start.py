@@ -1,35 +1,50 @@
 """What each function's cold start pays to import its handler, as Lambda would import it.
 
-For every function of template.yaml, ``import app`` runs in fresh interpreters (one warm-up
-to write bytecode, then ``--runs`` measured) with the function's folder and the layer's
-folder first on ``sys.path``, under ``python -X importtime``, in the environment Lambda
+For every function of template.yaml, ``import app`` runs in fresh interpreters with the
+function's folder and the layer's folder first on ``sys.path``, in the environment Lambda
 gives it: the template's variables (resources replaced by placeholder names, which is all
 an import may read) plus Lambda's own (``LAMBDA_TASK_ROOT``, ``AWS_LAMBDA_FUNCTION_NAME``),
 so Powertools behaves as deployed (its Tracer, for example, enables itself in Lambda).
 
-Printed per function: the median import time (wall clock around ``import app``) with
-the range; the five most expensive packages (the self time of all their modules, median
-over the runs); and which of the packages a cold start should never pay for unless the
-function uses them were imported (the X-Ray SDK, opensearch-py, numpy, the local runtime
-and CLI, moto).
+Each measured run is two interpreters, one after the other: a plain one, whose wall clock
+around ``import app`` is the figure (``-X importtime`` prints a line per module, which adds
+5-10 % here), and one under ``python -X importtime`` for the breakdown by package.
+
+Bytecode: by default every module is imported from its bytecode (the layer's and the
+functions' modules are compiled first, whatever PYTHONDONTWRITEBYTECODE says, so checkouts
+compare alike). With ``--no-bytecode`` every module of the layer's packages and of the
+function is compiled from its source in every run (the standard library keeps its
+bytecode, as Lambda's runtime has it): that is what a layer built by ``sam build`` costs,
+which ships no ``.pyc`` files, on a read-only ``/opt`` where none can be written.
+
+Printed per function: the median import time with the range and the CPU time; the five
+most expensive packages (what their outermost imports cost, median over the runs; a
+package shared by several is charged to the first to import it); and which of the packages
+a cold start should never pay for unless the function uses them were imported (the X-Ray
+SDK, opensearch-py, numpy, the local runtime and CLI, moto).
 
 This interpreter (the project venv's) is used, not Lambda's python3.12: figures compare
 functions and commits on one machine; they are not Lambda's init durations.
 
 Run: python bench/cold_start.py [--runs 5] [--root DIR ...] [--function score_lead ...]
-[--set NAME=VALUE ...] (--root: checkouts to compare, e.g. an older commit from
-`git archive`, their runs interleaved; --set: a variable for every function, such as
+[--set NAME=VALUE ...] [--no-bytecode] (--root: checkouts to compare, e.g. an older commit
+from `git archive`, their runs interleaved; --set: a variable for every function, such as
 XRAY_SDK_TRACING=true).
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
+import importlib.util
+import json
 import os
+import py_compile
 import re
 import statistics
 import subprocess
 import sys
+import tempfile
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +73,18 @@ print({MARKER!r}, file=sys.stderr, flush=True)
 started, started_cpu = time.perf_counter(), time.process_time()
 import app
 print(time.perf_counter() - started, time.process_time() - started_cpu)
+"""
+#: Prints the source files of the standard library modules `import app` loaded.
+STDLIB_FILES = """
+import json, sys, sysconfig
+sys.path[:0] = [sys.argv[1], sys.argv[2]]
+import app
+stdlib = sysconfig.get_paths()["stdlib"] + "/"
+print(json.dumps(sorted(
+    module.__file__ for module in list(sys.modules.values())
+    if (getattr(module, "__file__", None) or "").endswith(".py")
+    and module.__file__.startswith(stdlib) and "site-packages" not in module.__file__
+)))
 """
 
 
@@ -205,12 +232,21 @@ def _all_modules(roots: list[_Node]) -> frozenset[str]:
     return frozenset(found)
 
 
-def import_once(
-    function: FunctionUnderTest, layer: Path, overrides: dict[str, str] | None = None
-) -> ImportRun:
+def _run_child(
+    code: str,
+    function: FunctionUnderTest,
+    layer: Path,
+    overrides: dict[str, str] | None,
+    *,
+    flags: tuple[str, ...] = (),
+    pycache_prefix: Path | None = None,
+) -> subprocess.CompletedProcess:
+    environment = lambda_environment(function, overrides)
+    if pycache_prefix is not None:
+        environment.update(PYTHONDONTWRITEBYTECODE="1", PYTHONPYCACHEPREFIX=str(pycache_prefix))
     result = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", CHILD, str(function.folder), str(layer)],
-        env=lambda_environment(function, overrides),
+        [sys.executable, *flags, "-c", code, str(function.folder), str(layer)],
+        env=environment,
         capture_output=True,
         text=True,
         timeout=120,
@@ -218,15 +254,56 @@ def import_once(
     )
     if result.returncode != 0:
         raise RuntimeError(f"{function.folder.name}: import app failed:\n{result.stderr[-3000:]}")
-    lines = result.stderr.splitlines()
+    return result
+
+
+def import_once(
+    function: FunctionUnderTest,
+    layer: Path,
+    overrides: dict[str, str] | None = None,
+    pycache_prefix: Path | None = None,
+) -> ImportRun:
+    """One plain interpreter for the time, then one under -X importtime for the packages."""
+    timed = _run_child(CHILD, function, layer, overrides, pycache_prefix=pycache_prefix)
+    wall, cpu = timed.stdout.strip().splitlines()[-1].split()
+    traced = _run_child(
+        CHILD, function, layer, overrides, flags=("-X", "importtime"), pycache_prefix=pycache_prefix
+    )
+    lines = traced.stderr.splitlines()
     roots = import_tree(lines[lines.index(MARKER) + 1 :])
-    wall, cpu = result.stdout.strip().splitlines()[-1].split()
     return ImportRun(
         seconds=float(wall),
         cpu_seconds=float(cpu),
         ms_by_package=cost_by_package(roots),
         modules=_all_modules(roots),
     )
+
+
+def compile_bytecode(root: Path) -> None:
+    """Writes the bytecode of the checkout's layer and functions, as the default runs use
+    it (an interpreter under PYTHONDONTWRITEBYTECODE, as some shells set, writes none, and
+    a stale file would be compiled again in every run)."""
+    for folder in (_layer(root), root / "functions"):
+        compileall.compile_dir(folder, quiet=1)
+
+
+def stdlib_bytecode(
+    prefix: Path, function: FunctionUnderTest, layer: Path, overrides: dict[str, str]
+) -> None:
+    """Writes into the pycache `prefix` the bytecode of the standard library modules the
+    function imports, so that a run with that prefix (and PYTHONDONTWRITEBYTECODE) compiles
+    every other module from its source: the layer without .pyc files, on Lambda's runtime
+    whose standard library has them."""
+    files = json.loads(_run_child(STDLIB_FILES, function, layer, overrides).stdout)
+    own_prefix = sys.pycache_prefix
+    sys.pycache_prefix = str(prefix)
+    try:
+        for source in files:
+            cached = importlib.util.cache_from_source(source)
+            if not os.path.exists(cached):
+                py_compile.compile(source, cfile=cached, doraise=True)
+    finally:
+        sys.pycache_prefix = own_prefix
 
 
 @dataclass(frozen=True)
@@ -260,20 +337,45 @@ class Measured:
 
 
 def measure(
-    checkouts: dict[Path, FunctionUnderTest], runs: int, overrides: dict[str, str]
+    checkouts: dict[Path, FunctionUnderTest],
+    runs: int,
+    overrides: dict[str, str],
+    pycache_prefix: Path | None = None,
 ) -> dict[Path, Measured]:
-    """One function in each checkout, its runs interleaved so load changes hit all alike."""
+    """One function in each checkout, its runs interleaved so load changes hit all alike
+    (`pycache_prefix`: the --no-bytecode runs' standard library bytecode)."""
     for root, function in checkouts.items():
-        import_once(function, _layer(root), overrides)  # writes bytecode, as a built layer has
+        if pycache_prefix is not None:
+            stdlib_bytecode(pycache_prefix, function, _layer(root), overrides)
+        import_once(function, _layer(root), overrides, pycache_prefix)  # a warm-up, not counted
     results: dict[Path, list[ImportRun]] = {root: [] for root in checkouts}
     for _ in range(runs):
         for root, function in checkouts.items():
-            results[root].append(import_once(function, _layer(root), overrides))
+            results[root].append(import_once(function, _layer(root), overrides, pycache_prefix))
     return {root: Measured(checkouts[root], results[root]) for root in checkouts}
 
 
 def _layer(root: Path) -> Path:
     return root / "layers" / "common"
+
+
+def _print_results(
+    results: dict[Path, Measured],
+    name: str,
+    roots: list[Path],
+    measured: dict[Path, list[Measured]],
+) -> None:
+    for root, result in results.items():
+        measured[root].append(result)
+        low, high = result.range_ms()
+        top = ", ".join(f"{package} {ms:.0f}" for package, ms in result.top_packages())
+        label = name if len(roots) == 1 else f"{name} [{roots.index(root) + 1}]"
+        timing = (
+            f"{result.median_ms:>6.0f}ms{low:>7.0f}-{high:<4.0f}ms{result.median_cpu_ms:>6.0f}ms"
+        )
+        print(f"{label:<28}{timing}  {top}", flush=True)
+        if result.watched_imports():
+            print(f"{'':<28}imports {', '.join(result.watched_imports())}")
 
 
 def main() -> int:
@@ -294,6 +396,12 @@ def main() -> int:
         metavar="NAME=VALUE",
         help="an environment variable for every function (e.g. XRAY_SDK_TRACING=true)",
     )
+    parser.add_argument(
+        "--no-bytecode",
+        action="store_true",
+        help="compile the layer's packages and the function from source in every run, as a"
+        " layer built by `sam build` (no .pyc files) is imported",
+    )
     args = parser.parse_args()
     overrides = dict(setting.split("=", 1) for setting in args.set)
     roots = [root.resolve() for root in args.root or [find_template().parent]]
@@ -304,8 +412,11 @@ def main() -> int:
     names = sorted(set().union(*by_root.values()))
     if args.function:
         names = [name for name in names if name in args.function]
+    for root in roots:
+        compile_bytecode(root)
+    bytecode = "every module compiled from source" if args.no_bytecode else "from bytecode"
     print(
-        f"import app: median of {args.runs} fresh interpreters per function, "
+        f"import app: median of {args.runs} fresh interpreters per function ({bytecode}), "
         f"{sys.implementation.name} {sys.version.split()[0]}"
     )
     print(
@@ -313,19 +424,12 @@ def main() -> int:
         f"  top {TOP_PACKAGES} imports (ms, inclusive)"
     )
     measured: dict[Path, list[Measured]] = {root: [] for root in roots}
-    for name in names:
-        checkouts = {root: by_root[root][name] for root in roots if name in by_root[root]}
-        for root, result in measure(checkouts, args.runs, overrides).items():
-            measured[root].append(result)
-            low, high = result.range_ms()
-            top = ", ".join(f"{package} {ms:.0f}" for package, ms in result.top_packages())
-            label = name if len(roots) == 1 else f"{name} [{roots.index(root) + 1}]"
-            timing = (
-                f"{result.median_ms:>6.0f}ms{low:>7.0f}-{high:<4.0f}ms{result.median_cpu_ms:>6.0f}ms"
-            )
-            print(f"{label:<28}{timing}  {top}", flush=True)
-            if result.watched_imports():
-                print(f"{'':<28}imports {', '.join(result.watched_imports())}")
+    with tempfile.TemporaryDirectory(prefix="cold-start-pycache-") as prefix:
+        pycache_prefix = Path(prefix) if args.no_bytecode else None
+        for name in names:
+            checkouts = {root: by_root[root][name] for root in roots if name in by_root[root]}
+            results = measure(checkouts, args.runs, overrides, pycache_prefix)
+            _print_results(results, name, roots, measured)
     print()
     for number, root in enumerate(roots, 1):
         medians = [result.median_ms for result in measured[root]]
