@@ -150,7 +150,14 @@ def _mail_per_address(domain: str) -> Counter[str]:
 
 
 def _ledger(ws: str, campaign_id: str) -> list[Delivery]:
-    return list(Delivery.query(deliveries.campaign_key(ws, campaign_id), consistent_read=True))
+    """Every recipient's row (a recipient whose send was never claimed: as pending)."""
+    rows, cursor = [], None
+    while True:
+        page = deliveries.ledger_page(ws, campaign_id, cursor, 500)
+        rows.extend(page.items)
+        cursor = page.cursor
+        if cursor is None:
+            return rows
 
 
 def _assert_counters_match_ledger(ws: str, campaign_id: str) -> dict:

@@ -12,7 +12,15 @@ import pytest
 
 from crmjobs import ledger
 from crmjobs.domain.campaigns import empty_counters
-from crmjobs.models import Agent, AgentExecution, Campaign, Delivery, ExecutionRound, ToolCallRecord
+from crmjobs.models import (
+    Agent,
+    AgentExecution,
+    AudienceEntry,
+    Campaign,
+    Delivery,
+    ExecutionRound,
+    ToolCallRecord,
+)
 from crmjobs.stores import executions
 from crmjobs_local.dashboard import Access, create_app
 from crmjobs_local.http_api import LocalJwtAuthorizer
@@ -52,17 +60,23 @@ def sending_campaign(workspace) -> Campaign:
         sending_run=run.id,
     )
     campaign.save()
-    key = Delivery.key_for(workspace.id, "cmp-1")
     for n, status in enumerate(["sent", "sent", "sent", "pending"]):
-        Delivery(
-            campaign_key=key,
+        AudienceEntry(
+            audience_key=AudienceEntry.key_for(workspace.id, "cmp-1"),
             email=f"person{n}@acme.com",
-            workspace_id=workspace.id,
-            campaign_id="cmp-1",
+            recipient=f"prospect:p-{n}",
             name=f"Person {n}",
-            status=status,
-            sent_at=datetime.now(UTC) if status == "sent" else None,
         ).save()
+        if status == "sent":  # the pending one's send was never claimed: it has no row
+            Delivery(
+                campaign_key=Delivery.key_for(workspace.id, "cmp-1"),
+                email=f"person{n}@acme.com",
+                workspace_id=workspace.id,
+                campaign_id="cmp-1",
+                name=f"Person {n}",
+                status=status,
+                sent_at=datetime.now(UTC),
+            ).save()
     return campaign
 
 

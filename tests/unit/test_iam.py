@@ -403,26 +403,30 @@ CONTRACT: dict[str, set[Grant]] = {
     )
     | {("iam:PassRole", "SchedulerRole"), ("sqs:SendMessage", "SendCampaignQueue")},
     # services/campaign_sending.list_audience: a Query page of prospects or contacts, the
-    # ledger rows and suppressions of its addresses, the new rows, the campaign's state and
+    # audience entries and suppressions of its addresses, the new entries (only audience
+    # entries: test_batch_writes_reach_audience_entries_only), the campaign's state and
     # exclusion counts (or back to draft).
     "CampaignAudiencePageFunction": _grants(
         ("dynamodb:Query",), ["ProspectsTable", "ContactsTable"]
     )
-    | _grants(("dynamodb:BatchGetItem", "dynamodb:PutItem"), ["DeliveriesTable"])
+    | _grants(("dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"), ["DeliveriesTable"])
     | {("dynamodb:BatchGetItem", "SuppressionsTable")}
     | _grants(("dynamodb:GetItem", "dynamodb:UpdateItem"), ["CampaignsTable"]),
-    # services/campaign_sending.list_recipients: a Query page of the ledger, stale sends
-    # marked unconfirmed (a conditional UpdateItem each), the campaign's state, counters.
+    # services/campaign_sending.list_recipients: a Query page of the audience entries and
+    # their rows, stale sends marked unconfirmed (a conditional UpdateItem each), the
+    # campaign's state, counters.
     "CampaignRecipientsPageFunction": _grants(
-        ("dynamodb:Query", "dynamodb:UpdateItem"), ["DeliveriesTable"]
+        ("dynamodb:Query", "dynamodb:BatchGetItem", "dynamodb:UpdateItem"), ["DeliveriesTable"]
     )
     | _grants(("dynamodb:GetItem", "dynamodb:UpdateItem"), ["CampaignsTable"])
     | {("dynamodb:GetItem", "RunsTable")},  # the run's cancel request
-    # services/campaign_sending.send_batch: ledger claims and outcomes (a conditional
-    # UpdateItem each), the batch's suppressions, the campaign and the account's send
-    # schedule (an item of the campaigns table); SES sends from the sender identity through
-    # the configuration set only; the account's rate; the unsubscribe link's key.
+    # services/campaign_sending.send_batch: the batch's audience entries, ledger claims and
+    # outcomes (a conditional UpdateItem each), the batch's suppressions, the campaign and
+    # the account's send schedule (an item of the campaigns table); SES sends from the
+    # sender identity through the configuration set only; the account's rate; the
+    # unsubscribe link's key.
     "SendCampaignBatchFunction": {
+        ("dynamodb:BatchGetItem", "DeliveriesTable"),
         ("dynamodb:UpdateItem", "DeliveriesTable"),
         ("dynamodb:BatchGetItem", "SuppressionsTable"),
         ("ses:GetAccount", "*"),
@@ -782,12 +786,31 @@ def test_only_schedulers_schedule_and_only_index_steps_touch_the_index(template:
         assert not any(action.startswith(("es:", "aoss:")) for action, _ in grants), logical_id
 
 
-def test_no_scan_batch_write_or_wildcard_action(template: Template):
+#: Limits a DynamoDB statement to the items whose partition key starts "audience:" (the
+#: campaigns' audience entries, which hold no send state).
+AUDIENCE_ENTRIES_ONLY = {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["audience:*"]}}
+
+
+def test_no_scan_or_wildcard_action(template: Template):
     for logical_id in _roles(template):
         for statement in _resolved_statements(template, logical_id):
             for action in _as_list(statement["Action"]):
-                assert action not in ("dynamodb:Scan", "dynamodb:BatchWriteItem"), logical_id
+                assert action != "dynamodb:Scan", logical_id
                 assert "*" not in action or action in EXACT_WILDCARD_ACTIONS, (logical_id, action)
+
+
+def test_batch_writes_reach_audience_entries_only(template: Template):
+    """BatchWriteItem cannot be made conditional and also grants deletes: it is allowed only
+    on the audience entries' keys, which never hold a send's state (an entry rewritten by a
+    repeated listing page changes no Delivery row, so nobody can be mailed twice)."""
+    writers = set()
+    for logical_id in _roles(template):
+        for statement in _resolved_statements(template, logical_id):
+            if "dynamodb:BatchWriteItem" in _as_list(statement["Action"]):
+                writers.add(logical_id)
+                assert statement.get("Condition") == AUDIENCE_ENTRIES_ONLY, logical_id
+                assert _as_list(statement["Resource"]) == ["DeliveriesTable"], logical_id
+    assert writers == {"CampaignAudiencePageFunction"}
 
 
 def test_no_delete_outside_the_idempotency_records(template: Template):

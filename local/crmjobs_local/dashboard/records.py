@@ -58,13 +58,7 @@ def campaign_progress(workspace_id: str, campaign_id: str) -> CampaignProgress:
     excluded = {
         name: int(count) for name, count in (_plain(counters.get("excluded")) or {}).items()
     }
-    recipients = list(
-        Delivery.query(
-            deliveries.campaign_key(workspace_id, campaign_id),
-            limit=RECIPIENTS_SHOWN,
-            page_size=RECIPIENTS_SHOWN,
-        )
-    )
+    recipients = deliveries.ledger_page(workspace_id, campaign_id, None, RECIPIENTS_SHOWN).items
     return CampaignProgress(
         campaign=campaign,
         recipients_total=int(counters.get("recipients", 0)),

@@ -13,6 +13,7 @@ _MODULE_OF = {
     "ExecutionRound": "agents",
     "Meeting": "agents",
     "ToolCallRecord": "agents",
+    "AudienceEntry": "campaigns",
     "Campaign": "campaigns",
     "Delivery": "campaigns",
     "Suppression": "campaigns",

@@ -43,9 +43,36 @@ class Campaign(WorkspaceScoped):
     updated_at = Timestamp(null=True, default_for_new=utcnow, attr_name="updatedAt")
 
 
+class AudienceEntry(Model):
+    """One recipient of one campaign as its audience was listed, keyed
+    (audience:workspaceId#campaignId, address): the fields its message names. Written in
+    batches (BatchWriteItem, unconditional), so it never holds a send's state: that is the
+    recipient's Delivery row, created when its send is claimed. The key's prefix, which no
+    workspace id can start with, is what the listing step's write permission is scoped to."""
+
+    Meta = table_meta("DELIVERIES_TABLE")
+
+    audience_key = UnicodeAttribute(hash_key=True, attr_name="campaignKey")
+    email = UnicodeAttribute(range_key=True)
+    #: The record the address came from, "prospect:<id>" or "contact:<id>".
+    recipient = UnicodeAttribute()
+    name = UnicodeAttribute(null=True)
+    first_name = UnicodeAttribute(null=True, attr_name="firstName")
+    last_name = UnicodeAttribute(null=True, attr_name="lastName")
+    company = UnicodeAttribute(null=True)
+    title = UnicodeAttribute(null=True)
+
+    PREFIX = "audience:"
+
+    @staticmethod
+    def key_for(workspace_id: str, campaign_id: str) -> str:
+        return f"{AudienceEntry.PREFIX}{workspace_id}#{campaign_id}"
+
+
 class Delivery(Model):
-    """One recipient of one campaign (the ledger), keyed (workspaceId#campaignId, address);
-    direct emails use the key (workspaceId#direct#dedupeKey, address)."""
+    """One recipient's send of one campaign (the ledger), keyed (workspaceId#campaignId,
+    address), written from its claim on; direct emails use the key
+    (workspaceId#direct#dedupeKey, address)."""
 
     Meta = table_meta("DELIVERIES_TABLE")
 

@@ -107,7 +107,7 @@ class SendState(Step):
 
 
 class BatchInput(Step):
-    """A batch names its recipients by address; their claims return the rest of each row."""
+    """A batch names its recipients by address; their audience entries give the rest."""
 
     runId: str
     workspaceId: str
@@ -227,7 +227,7 @@ def list_recipients(state: SendState) -> SendState:
     kept = _within_round_bytes(entries)
     if kept < len(entries):  # the next round starts after the last address handed out
         entries = entries[:kept]
-        cursor = {"campaignKey": {"S": pending[0].campaign_key}, "email": {"S": entries[-1]}}
+        cursor = deliveries.cursor_after(state.workspaceId, state.campaignId, entries[-1])
     batches = [entries[i : i + BATCH_SIZE] for i in range(0, len(entries), BATCH_SIZE)]
     return state.model_copy(
         update={**update, "cursor": cursor, "passes": passes, "released": released,
@@ -373,8 +373,7 @@ class _Batch:
     def run(self) -> dict[str, Any]:
         batch = self.batch
         queue = deque(self._fail_suppressed(
-            [deliveries.row(batch.workspaceId, batch.campaignId, email)
-             for email in batch.recipients]
+            deliveries.recipients(batch.workspaceId, batch.campaignId, batch.recipients)
         ))
         waiting: list[Delivery] = []  # claimed, their slot missed: they wait for new ones
         try:

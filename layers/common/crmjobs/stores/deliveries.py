@@ -1,9 +1,14 @@
-"""The per-recipient ledger of campaigns (the deliveries table): one row per address,
-written once when the audience is listed, then moved pending -> sending -> sent | failed |
-unconfirmed by conditional writes, one per row.
+"""The per-recipient ledger of campaigns (the deliveries table).
 
-Every read and write names the campaign's key, `<workspaceId>#<campaignId>`, so no
-campaign ever touches another workspace's rows.
+Listing the audience writes an audience entry per address (AudienceEntry, in batches of
+25: BatchWriteItem is unconditional, so an entry holds no send state and rewriting it is
+harmless). A recipient's Delivery row is created by its claim (pending -> sending, a
+conditional UpdateItem that also copies the entry's fields) and moved on to sent | failed
+| unconfirmed by conditional writes, one per row. A recipient with no Delivery row yet is
+pending.
+
+Every read and write names the campaign's keys, `<workspaceId>#<campaignId>` and
+`audience:<workspaceId>#<campaignId>`, so no campaign ever touches another workspace's rows.
 """
 
 from __future__ import annotations
@@ -28,11 +33,9 @@ from crmjobs import config
 from crmjobs.domain.audience import Person
 from crmjobs.domain.campaigns import RecipientStatus
 from crmjobs.errors import Conflict
-from crmjobs.models import Campaign, Delivery
-from crmjobs.stores.dynamodb import CONDITION_FAILED, Page
+from crmjobs.models import AudienceEntry, Campaign, Delivery
+from crmjobs.stores.dynamodb import CONDITION_FAILED, Page, query_page
 
-#: DynamoDB's limit of keys per BatchGetItem.
-BATCH_GET_LIMIT = 100
 #: Row writes of one call run side by side, each its own conditional request.
 _WRITERS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="ledger-writes")
 _TRANSACTION_TRIES = 8
@@ -44,10 +47,16 @@ SENDING = RecipientStatus.SENDING.value
 SENT = RecipientStatus.SENT.value
 FAILED = RecipientStatus.FAILED.value
 UNCONFIRMED = RecipientStatus.UNCONFIRMED.value
+#: The fields a claim copies from the audience entry onto the Delivery row.
+_RECIPIENT_FIELDS = ("recipient", "name", "first_name", "last_name", "company", "title")
 
 
 def campaign_key(workspace_id: str, campaign_id: str) -> str:
     return Delivery.key_for(workspace_id, campaign_id)
+
+
+def audience_key(workspace_id: str, campaign_id: str) -> str:
+    return AudienceEntry.key_for(workspace_id, campaign_id)
 
 
 def row(workspace_id: str, campaign_id: str, address: str) -> Delivery:
@@ -59,61 +68,110 @@ def row(workspace_id: str, campaign_id: str, address: str) -> Delivery:
 
 
 def listed_by(workspace_id: str, campaign_id: str, addresses: Iterable[str]) -> dict[str, str]:
-    """Address -> the record its row came from, for the addresses that already have one."""
-    key = campaign_key(workspace_id, campaign_id)
+    """Address -> the record its audience entry came from, for the addresses listed already."""
+    key = audience_key(workspace_id, campaign_id)
     wanted = sorted({address for address in addresses if address})
-    owners: dict[str, str] = {}
-    for start in range(0, len(wanted), BATCH_GET_LIMIT):
-        keys = [(key, address) for address in wanted[start : start + BATCH_GET_LIMIT]]
-        for found in Delivery.batch_get(
-            keys, consistent_read=True, attributes_to_get=["campaignKey", "email", "recipient"]
-        ):
-            owners[found.email] = found.recipient or ""
-    return owners
+    entries = AudienceEntry.batch_get(
+        [(key, address) for address in wanted],
+        consistent_read=True,
+        attributes_to_get=["campaignKey", "email", "recipient"],
+    )
+    return {entry.email: entry.recipient for entry in entries}
 
 
 def add_recipients(workspace_id: str, campaign_id: str, people: Sequence[Person]) -> int:
-    """Pending rows for people screened as new, written only where no row exists (a
-    conditional put per row): how many were new."""
+    """Audience entries for the people screened as new (BatchWriteItem, 25 a request, the
+    unprocessed ones sent again): how many were written."""
+    key = audience_key(workspace_id, campaign_id)
+    with AudienceEntry.batch_write() as batch:
+        for person in people:
+            batch.save(
+                AudienceEntry(
+                    key,
+                    person.address,
+                    recipient=person.key,
+                    name=person.name,
+                    first_name=person.first_name,
+                    last_name=person.last_name,
+                    company=person.company,
+                    title=person.title,
+                )
+            )
+    return len(people)
+
+
+def _pending_row(workspace_id: str, campaign_id: str, entry: AudienceEntry) -> Delivery:
+    """The row an audience entry's claim will write (pending: not written yet)."""
+    return Delivery(
+        campaign_key(workspace_id, campaign_id),
+        entry.email,
+        workspace_id=workspace_id,
+        campaign_id=campaign_id,
+        status=PENDING,
+        **{name: getattr(entry, name) for name in _RECIPIENT_FIELDS},
+    )
+
+
+def _rows_by_address(
+    workspace_id: str, campaign_id: str, addresses: Sequence[str]
+) -> dict[str, Delivery]:
     key = campaign_key(workspace_id, campaign_id)
-    rows = [
-        Delivery(
-            key,
-            person.address,
-            workspace_id=workspace_id,
-            campaign_id=campaign_id,
-            recipient=person.key,
-            name=person.name,
-            first_name=person.first_name,
-            last_name=person.last_name,
-            company=person.company,
-            title=person.title,
-            status=PENDING,
-        )
-        for person in people
-    ]
-    return sum(_each(_put_new, rows))
+    found = Delivery.batch_get([(key, address) for address in addresses], consistent_read=True)
+    return {found_row.email: found_row for found_row in found}
+
+
+def ledger_page(
+    workspace_id: str, campaign_id: str, cursor: dict[str, Any] | None, limit: int
+) -> Page[Delivery]:
+    """Up to `limit` recipients in address order (a Query of the audience entries, then a
+    BatchGetItem of their rows), each as its Delivery row or, where its send was never
+    claimed, the pending row its claim will write; `cursor` continues."""
+    entries = query_page(
+        AudienceEntry.query, audience_key(workspace_id, campaign_id), cursor, limit,
+        consistent_read=True,
+    )
+    rows = _rows_by_address(workspace_id, campaign_id, [entry.email for entry in entries.items])
+    return Page(
+        [rows.get(entry.email) or _pending_row(workspace_id, campaign_id, entry)
+         for entry in entries.items],
+        entries.cursor,
+    )
 
 
 def unfinished_page(
     workspace_id: str, campaign_id: str, cursor: dict[str, Any] | None, limit: int
 ) -> Page[Delivery]:
-    """Up to `limit` rows of the ledger (in address order) read, of which those pending or
-    sending are returned; `cursor` continues the pass."""
-    query = Delivery.query(
-        campaign_key(workspace_id, campaign_id),
-        filter_condition=Delivery.status.is_in(PENDING, SENDING),
-        consistent_read=True,
-        last_evaluated_key=cursor,
-        limit=limit,
-        page_size=limit,
-    )
-    items = list(query)
-    return Page(items, query.last_evaluated_key)
+    """Of up to `limit` recipients read (ledger_page), those pending or sending."""
+    page = ledger_page(workspace_id, campaign_id, cursor, limit)
+    return Page([found for found in page.items if found.status in (PENDING, SENDING)],
+                page.cursor)
+
+
+def cursor_after(workspace_id: str, campaign_id: str, address: str) -> dict[str, Any]:
+    """The cursor of a ledger page that starts after `address`."""
+    return {"campaignKey": {"S": audience_key(workspace_id, campaign_id)}, "email": {"S": address}}
+
+
+def recipients(workspace_id: str, campaign_id: str, addresses: Sequence[str]) -> list[Delivery]:
+    """The addresses' pending rows with the fields their messages name (from their audience
+    entries, in the given order), ready to claim."""
+    key = audience_key(workspace_id, campaign_id)
+    entries = {
+        entry.email: entry
+        for entry in AudienceEntry.batch_get(
+            [(key, address) for address in set(addresses)], consistent_read=True
+        )
+    }
+    return [
+        _pending_row(workspace_id, campaign_id, entries[address])
+        for address in addresses
+        if address in entries
+    ]
 
 
 def count_by_status(workspace_id: str, campaign_id: str) -> Counter[str]:
-    """Every row's status, counted (a paged Query of the campaign's rows, statuses only)."""
+    """Every recipient's status, counted: the Delivery rows' statuses (a paged Query,
+    statuses only), and as pending the listed recipients with no row yet (a COUNT Query)."""
     counts: Counter[str] = Counter()
     for found in Delivery.query(
         campaign_key(workspace_id, campaign_id),
@@ -121,7 +179,9 @@ def count_by_status(workspace_id: str, campaign_id: str) -> Counter[str]:
         attributes_to_get=["status"],
     ):
         counts[found.status] += 1
-    return counts
+    listed = AudienceEntry.count(audience_key(workspace_id, campaign_id), consistent_read=True)
+    counts[PENDING] += listed - sum(counts.values())
+    return +counts
 
 
 def get(workspace_id: str, campaign_id: str, address: str) -> Delivery | None:
@@ -192,12 +252,23 @@ def transact(transitions: Sequence[Transition]) -> list[bool]:
 
 
 def claim(rows: Sequence[Delivery], now: datetime) -> list[Delivery]:
-    """pending -> sending for each row, before its send: the rows this call claimed."""
+    """pending -> sending for each row (written now if it is not yet: a campaign's row is
+    created by its claim, with the recipient's fields), before its send: the rows this call
+    claimed."""
     transitions = [
         Transition(
             row,
-            [Delivery.status.set(SENDING), Delivery.claimed_at.set(now)],
-            Delivery.status == PENDING,
+            [
+                Delivery.status.set(SENDING),
+                Delivery.claimed_at.set(now),
+                Delivery.workspace_id.set(row.workspace_id),
+                *(
+                    getattr(Delivery, name).set(getattr(row, name))
+                    for name in ("campaign_id", *_RECIPIENT_FIELDS)
+                    if getattr(row, name) is not None
+                ),
+            ],
+            Delivery.email.does_not_exist() | (Delivery.status == PENDING),
         )
         for row in rows
     ]
