@@ -1,6 +1,6 @@
 """index-document: chunk, embed and index one knowledge item (SQS-fed, 3 attempts)."""
 
+from crmjobs import sqs_handler
 from crmjobs.services.documents import index_document
-from crmjobs.sqs_handler import sqs_task_handler
 
-handler = sqs_task_handler("index-document", index_document)
+handler = sqs_handler.sqs_task_handler("index-document", index_document)

@@ -1,5 +1,12 @@
 """The Lambda handler of an SQS-fed task: Powertools' BatchProcessor over the event's
-records (partial batch failures), each record read into a Delivery for the runtime."""
+records (partial batch failures), each record read into a Delivery for the runtime.
+
+A task's function imports this module before its service (`from crmjobs import
+sqs_handler` sorts first), so Powertools' batch utility is imported before pydantic:
+imported after it, the utility loads every Powertools parser model for its type hints
+(50-60 ms of a cold start, bench/cold_start.py), and nothing here uses them. Functions
+that process no batch do not import the utility at all.
+"""
 
 from __future__ import annotations
 
