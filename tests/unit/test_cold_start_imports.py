@@ -5,7 +5,8 @@ deployed (bench/cold_start.py's), and the modules it loaded are checked: the loc
 moto, numpy, opensearch-py, the X-Ray SDK, boto3 (s3transfer) and the Powertools parser
 models (which Powertools' batch utility loads when pydantic came first) stay out, and so
 does the batch utility itself (asyncio and every event data class, about 40 ms) in a
-function that no queue or stream feeds.
+function that no queue or stream feeds. Garbage collection, paused during the import in
+Lambda (crmjobs/__init__.py), runs again once the handler is made.
 """
 
 from __future__ import annotations
@@ -36,10 +37,12 @@ NEVER_AT_START = (
 )
 
 CHILD = """
-import json, sys
+import gc, json, sys
 sys.path[:0] = [sys.argv[1], sys.argv[2]]
 import app
-print(json.dumps(sorted(sys.modules)))
+print(json.dumps({
+    "modules": sorted(sys.modules), "collecting": gc.isenabled(), "frozen": gc.get_freeze_count()
+}))
 """
 
 #: Imported only by the functions that a queue or a stream feeds with batches of records.
@@ -67,7 +70,9 @@ def test_a_cold_start_imports_only_what_the_function_uses(function):
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    imported = json.loads(result.stdout.strip().splitlines()[-1])
+    assert imported["collecting"] and imported["frozen"] > 0
+    loaded = imported["modules"]
     never = (
         NEVER_AT_START if _fed_batches(function.logical_id) else (*NEVER_AT_START, BATCH_UTILITY)
     )
@@ -80,6 +85,21 @@ def test_a_cold_start_imports_only_what_the_function_uses(function):
         }
     )
     assert unwanted == []
+
+
+def test_outside_lambda_collection_is_never_paused():
+    environment = lambda_environment(FUNCTIONS[0])
+    del environment["AWS_LAMBDA_RUNTIME_API"]
+    code = "import gc, sys; sys.path[:0] = [sys.argv[1]]; import crmjobs; print(gc.isenabled())"
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(ROOT / "layers" / "common")],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout.split() == ["True"]
 
 
 def test_the_functions_fed_by_queues_or_streams_are_told_apart():

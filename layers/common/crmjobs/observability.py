@@ -24,6 +24,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
+import crmjobs
 from crmjobs import config
 
 if TYPE_CHECKING:
@@ -45,8 +46,11 @@ class FunctionLogger(Logger):
     name is set per invocation, for its thread only, instead of once at import."""
 
     def inject_lambda_context(self, lambda_handler: Handler | None = None, **options: Any) -> Any:
+        """Also marks the end of a cold start: every function's handler is decorated here,
+        last (crmjobs.handler_made)."""
         if lambda_handler is None:
             return functools.partial(self.inject_lambda_context, **options)
+        crmjobs.handler_made()
 
         @functools.wraps(lambda_handler)
         def named(event: Any, context: Any) -> Any:
