@@ -110,17 +110,44 @@ def sent_mail_from_server(endpoint_url: str, timeout_s: float = 10) -> list[Sent
     return mails
 
 
+def _mail_of(messages: list[Any]) -> list[SentMail]:
+    return [
+        mail
+        for message in messages
+        for mail in _sent_mail_from_model(type(message).__name__, vars(message))
+    ]
+
+
+def _sent_messages(account_id: str, region: str) -> list[Any]:
+    from moto.ses.models import ses_backends
+
+    return ses_backends[account_id][region].sent_messages
+
+
 def sent_mail_in_process(
     account_id: str = DEFAULT_ACCOUNT_ID, region: str = "us-east-1"
 ) -> list[SentMail]:
     """Sent mail of the moto running in this process (also a ThreadedMotoServer started here)."""
-    from moto.ses.models import ses_backends
+    return _mail_of(_sent_messages(account_id, region))
 
-    mails: list[SentMail] = []
-    for message in ses_backends[account_id][region].sent_messages:
-        kind = type(message).__name__
-        mails.extend(_sent_mail_from_model(kind, vars(message)))
-    return mails
+
+class NewSentMailInProcess:
+    """Each call, the mail sent in this process's moto since the last call (moto's list of
+    sent messages only grows, or starts over when moto is reset), so that syncing the
+    outbox once a second costs what was sent in that second, not everything sent so far."""
+
+    def __init__(self, account_id: str = DEFAULT_ACCOUNT_ID, region: str = "us-east-1") -> None:
+        self.account_id = account_id
+        self.region = region
+        self._read = 0
+
+    def __call__(self) -> list[SentMail]:
+        messages = _sent_messages(self.account_id, self.region)
+        if len(messages) < self._read:
+            self._read = 0
+        new = messages[self._read :]
+        self._read += len(new)
+        return _mail_of(new)
 
 
 # --------------------------------------------------------------------------- rendering
@@ -224,12 +251,14 @@ class Outbox:
     def __init__(
         self,
         folder: str | Path,
-        read_sent_mail: Callable[[], list[SentMail]] = sent_mail_in_process,
+        read_sent_mail: Callable[[], list[SentMail]] | None = None,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.folder = Path(folder)
-        self._read_sent_mail = read_sent_mail
+        self._read_sent_mail = read_sent_mail or NewSentMailInProcess()
+        #: Message ids written (or found written) already: a repeat costs no file lookup.
+        self._written: set[str] = set()
         self._clock = clock
         #: The serving thread and a caller may sync at once: one writer at a time.
         self._writing = threading.Lock()
@@ -251,6 +280,9 @@ class Outbox:
         self.folder.mkdir(parents=True, exist_ok=True)
         written = []
         for mail in self._read_sent_mail():
+            if mail.message_id in self._written:
+                continue
+            self._written.add(mail.message_id)
             path = self.path_for(mail)
             if path.exists():
                 continue

@@ -8,7 +8,12 @@ from email.utils import parsedate_to_datetime
 
 import pytest
 
-from crmjobs_local.outbox import Outbox, sent_mail_in_process, verify_sender
+from crmjobs_local.outbox import (
+    NewSentMailInProcess,
+    Outbox,
+    sent_mail_in_process,
+    verify_sender,
+)
 
 REGION = "us-east-1"
 HTML = (
@@ -84,6 +89,27 @@ def test_in_process_reader_sees_the_servers_mail_and_text_only_mail_is_plain(cli
     assert message.get_content().strip() == "Just text, <no markup>."
     assert message["Bcc"] == "audit@example.com"
     assert outbox.sync() == []
+
+
+def test_the_in_process_reader_returns_each_sent_mail_once(clients, tmp_path):
+    ses, _ = clients
+
+    def send(to: str) -> str:
+        return ses.send_email(
+            Source="noreply@example.com",
+            Destination={"ToAddresses": [to]},
+            Message={"Subject": {"Data": "Hi"}, "Body": {"Text": {"Data": "Hello."}}},
+        )["MessageId"]
+
+    first = [send("a@client.test"), send("b@client.test")]
+    reader = NewSentMailInProcess(region=REGION)
+    outbox = Outbox(tmp_path, reader)
+    assert sorted(path.stem for path in outbox.sync()) == sorted(first)
+    assert reader() == [] and outbox.sync() == []
+    later = send("c@client.test")
+    assert [path.stem for path in outbox.sync()] == [later]
+    # A second outbox over the same folder reads everything once and rewrites nothing.
+    assert Outbox(tmp_path, NewSentMailInProcess(region=REGION)).sync() == []
 
 
 def test_raw_mail_is_kept_verbatim(clients, endpoint, tmp_path):
