@@ -16,10 +16,11 @@ import pytest
 
 from crmjobs import client
 from crmjobs.adapters.mailer import SendOutcomeUnknown, SendRetryable, SendThrottled, SesMailer
+from crmjobs.domain.audience import parse_audience
 from crmjobs.models import Campaign, Contact, Delivery, Prospect, Workspace
 from crmjobs.models.campaigns import CampaignContent
 from crmjobs.services import campaign_sending
-from crmjobs.stores import deliveries, suppressions
+from crmjobs.stores import deliveries, people, suppressions
 from crmjobs_local.outbox import sent_mail_in_process
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -278,6 +279,11 @@ def test_pause_mid_send_then_resume(local_stack, mailer):
     assert 60 <= mid["sent"] < 300 and mid["pending"] == 300 - mid["sent"]
     sent_before = set(_mail_per_address(domain))
     assert Campaign.get(ws, campaign.id).sending_run is None
+    # A listing page run again (a stale execution's) rewrites audience entries: the sent
+    # recipients stay sent, since no send state is kept in an entry.
+    audience, _, _ = people.audience_page(ws, parse_audience("all_leads"), None, 500)
+    deliveries.add_recipients(ws, campaign.id, audience)
+    assert _assert_counters_match_ledger(ws, campaign.id) == mid
 
     mailer.on_send = None
     mailer.max_rate_override = 400.0
