@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -214,41 +214,24 @@ def _cancellation_codes(exc: TransactWriteError, size: int) -> list[str | None]:
     return [reason.code if reason is not None else None for reason in reasons]
 
 
-def _held(write: Callable[[], Any]) -> bool:
-    """Run a conditional write: False when its condition did not hold."""
+def _update(step: Transition) -> bool:
+    """One conditional UpdateItem: False when its condition did not hold."""
     try:
-        write()
-    except (UpdateError, PutError) as exc:
+        step.row.update(actions=step.actions, condition=step.condition, add_version_condition=False)
+    except UpdateError as exc:
         if exc.cause_response_code == CONDITION_FAILED:
             return False
         raise
     return True
 
 
-def _update(step: Transition) -> bool:
-    return _held(
-        lambda: step.row.update(
-            actions=step.actions, condition=step.condition, add_version_condition=False
-        )
-    )
-
-
-def _put_new(row: Delivery) -> bool:
-    return _held(lambda: row.save(condition=Delivery.email.does_not_exist()))
-
-
-def _each(write: Callable[[Any], bool], items: Sequence[Any]) -> list[bool]:
-    """One conditional request per row, side by side. (Not TransactWriteItems: the rows
-    are independent, and the emulator copies a whole table for every transaction item.)"""
-    if len(items) <= 1:
-        return [write(item) for item in items]
-    return list(_WRITERS.map(write, items))
-
-
 def transact(transitions: Sequence[Transition]) -> list[bool]:
-    """Apply each transition (a conditional UpdateItem); for each, whether it was applied
-    (False: its condition did not hold)."""
-    return _each(_update, transitions)
+    """Apply each transition (a conditional UpdateItem each, side by side: not
+    TransactWriteItems, since the rows are independent and the emulator copies a whole table
+    for every transaction item); for each, whether it was applied."""
+    if len(transitions) <= 1:
+        return [_update(step) for step in transitions]
+    return list(_WRITERS.map(_update, transitions))
 
 
 def claim(rows: Sequence[Delivery], now: datetime) -> list[Delivery]:
