@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import random
 import sys
-import threading
 import time
 from collections import Counter, deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -55,16 +54,10 @@ BATCH_SIZE = 100
 BATCHES_PER_ROUND = 20
 #: The most a round's addresses may take in the state (Step Functions allows 256 KB).
 ROUND_BYTES = 160_000
-#: Recipients given send slots together (one reservation, one counter update).
+#: Recipients claimed and given send slots together (one reservation, one counter update).
 CHUNK = 25
-#: Chunks a batch has reserved and in flight at once: the next ones are reserved while one
-#: is sent and recorded, so the schedule stays ahead even when only this batch is left.
-CHUNKS_AHEAD = 3
 #: Sends in flight at once within a batch (each waits for its slot).
-SEND_THREADS = CHUNK * CHUNKS_AHEAD
-#: How long before its slot a send claims its recipient (the claim's round trip, with room
-#: to spare): a crash leaves only the claims of the next fraction of a second unconfirmed.
-CLAIM_LEAD_S = 0.2
+SEND_THREADS = CHUNK
 #: A batch stops claiming when less than this is left of its Lambda's time.
 TIME_MARGIN_S = 30.0
 #: Passes over the ledger before the execution gives up (recipients still throttled).
@@ -266,9 +259,7 @@ def _unconfirm(state: SendState, rows: list[Delivery]) -> None:
 # --------------------------------------------------------------------------- one batch
 
 
-Outcome = Literal[
-    "sent", "failed", "unconfirmed", "retry", "stopped", "late", "taken", "unsent", "held"
-]
+Outcome = Literal["sent", "failed", "unconfirmed", "retry", "stopped", "late"]
 
 
 @dataclass
@@ -280,10 +271,8 @@ class _Result:
 
 
 class _Batch:
-    """Sends one batch, a chunk at a time, with up to CHUNKS_AHEAD chunks in flight: a chunk
-    is composed and its slots reserved from the shared schedule; each send (a thread) claims
-    its recipient just before its slot and sends at the slot; the chunk's outcomes are
-    recorded (a conditional write per row) while the next chunks are already waiting."""
+    """Sends one batch: claims a chunk, reserves its slots from the shared schedule, sends
+    each at its slot (in threads), records the chunk's outcomes (a conditional write per row)."""
 
     def __init__(
         self,
@@ -303,8 +292,6 @@ class _Batch:
         self.stopped: str | None = None
         self.throttles = 0
         self._pool = ThreadPoolExecutor(max_workers=SEND_THREADS)
-        #: Set when the campaign stops being this batch's to send: the sends in flight stop.
-        self._halt = threading.Event()
         self._checked = time.monotonic()  # send_batch has just read the campaign
 
     def _compose(self, row: Delivery):
@@ -320,22 +307,12 @@ class _Batch:
             now=utcnow(),
         )
 
-    def _send_one(self, row: Delivery, outgoing, slot: float, claimed: bool) -> _Result:
-        """Claim the recipient CLAIM_LEAD_S before the slot (unless a late send of an earlier
-        chunk claimed it), then send at the slot. A recipient no longer pending is left
-        alone ("taken"); a send that could not start on time is not made ("late": still
-        claimed, it waits for a slot of a later chunk). Once the batch halts (the campaign
-        is no longer its to send), nothing more is claimed ("unsent") or sent ("held":
-        claimed, released at the end)."""
-        if not claimed:
-            _sleep_until(slot - CLAIM_LEAD_S)
-            if self._halt.is_set():
-                return _Result(row, "unsent")
-            if not deliveries.claim([row], utcnow()):
-                return _Result(row, "taken")
-        _sleep_until(slot)
-        if self._halt.is_set():
-            return _Result(row, "held")
+    def _send_one(self, row: Delivery, outgoing, slot: float) -> _Result:
+        """Send at the slot; a send that could not start on time is not made ("late": it
+        waits for a slot of the next reservation)."""
+        wait = slot - time.time()
+        if wait > 0:
+            time.sleep(wait)
         if not pacing.on_time(slot, time.time()):
             return _Result(row, "late")
         try:
@@ -358,8 +335,6 @@ class _Batch:
         now = utcnow()
         transitions, retry, kinds = [], [], []
         for result in results:
-            if result.outcome in ("taken", "unsent", "held"):
-                continue
             if result.outcome == "sent":
                 transitions.append(deliveries.sent(result.row, result.detail, now))
             elif result.outcome == "failed":
@@ -401,36 +376,33 @@ class _Batch:
             deliveries.recipients(batch.workspaceId, batch.campaignId, batch.recipients)
         ))
         waiting: list[Delivery] = []  # claimed, their slot missed: they wait for new ones
-        in_flight: deque[list[Future[_Result]]] = deque()
-        stopping = False
         try:
-            while True:
-                if not stopping and (queue or waiting) and len(in_flight) < CHUNKS_AHEAD:
-                    if self.remaining_seconds() < TIME_MARGIN_S:
-                        stopping = True  # the chunks in flight still go out
-                    elif self._not_ours():
-                        stopping = True
-                        self._halt.set()
-                    else:
-                        in_flight.append(self._start_chunk(queue, waiting))
-                    continue
-                if not in_flight:
+            while queue or waiting:
+                if self.remaining_seconds() < TIME_MARGIN_S or self._not_ours():
                     break
-                results = [future.result() for future in in_flight.popleft()]
-                late = [r.row for r in results if r.outcome == "late"]
-                self.counts["late"] += len(late)
-                waiting.extend(late + [r.row for r in results if r.outcome == "held"])
-                queue.extend(r.row for r in results if r.outcome == "unsent")
+                fresh = [queue.popleft() for _ in range(min(CHUNK - len(waiting), len(queue)))]
+                claimed = waiting + deliveries.claim(fresh, utcnow())
+                if not claimed:
+                    continue
+                # Composed before the slots are reserved, so that a send is only a wait and a call.
+                messages = [self._compose(row) for row in claimed]
+                reservation = send_rate.reserve(len(claimed), self.rate)
+                futures = [
+                    self._pool.submit(self._send_one, row, message, reservation.slot(index))
+                    for index, (row, message) in enumerate(zip(claimed, messages, strict=True))
+                ]
+                results = [future.result() for future in futures]
+                waiting = [result.row for result in results if result.outcome == "late"]
+                self.counts["late"] += len(waiting)
                 again = self._record([r for r in results if r.outcome != "late"])
-                queue.extend(again)
-                stopped = next((r.detail for r in results if r.outcome == "stopped"), None)
-                if stopped is not None and not stopping:
-                    self._stop(stopped)
-                    stopping = True
-                    self._halt.set()
-                if again and not stopping:
+                if any(result.outcome == "stopped" for result in results):
+                    self._stop(next(r.detail for r in results if r.outcome == "stopped"))
+                    queue.extend(again)
+                    break
+                if again:
                     self._back_off()
-                elif not again:
+                    queue.extend(again)
+                else:
                     self.throttles = 0
         finally:
             self._pool.shutdown(wait=True)
@@ -438,26 +410,6 @@ class _Batch:
             deliveries.transact([deliveries.released(row) for row in waiting])
         return {**{k: int(v) for k, v in self.counts.items()},
                 "released": len(queue) + len(waiting), "stopped": self.stopped}
-
-    def _start_chunk(
-        self, queue: deque[Delivery], waiting: list[Delivery]
-    ) -> list[Future[_Result]]:
-        """Up to CHUNK recipients (the late ones first, already claimed), composed, their
-        slots reserved and their sends started (each waits for its slot)."""
-        claimed = waiting[:CHUNK]
-        del waiting[:CHUNK]
-        fresh = [queue.popleft() for _ in range(min(CHUNK - len(claimed), len(queue)))]
-        rows = claimed + fresh
-        # Composed before the slots are reserved, so that a send is only a claim, a wait
-        # and a call.
-        messages = [self._compose(row) for row in rows]
-        reservation = send_rate.reserve(len(rows), self.rate)
-        return [
-            self._pool.submit(
-                self._send_one, row, message, reservation.slot(index), index < len(claimed)
-            )
-            for index, (row, message) in enumerate(zip(rows, messages, strict=True))
-        ]
 
     def _not_ours(self) -> bool:
         """The campaign was paused, deleted or taken over, or the run was canceled (looked
@@ -489,12 +441,6 @@ class _Batch:
         self.throttles += 1
         delay = min(MAX_THROTTLE_BACKOFF_S, 0.25 * 2 ** (self.throttles - 1))
         time.sleep(delay * random.uniform(0.8, 1.2))
-
-
-def _sleep_until(moment: float) -> None:
-    wait = moment - time.time()
-    if wait > 0:
-        time.sleep(wait)
 
 
 def send_batch(
