@@ -85,19 +85,20 @@ def add_recipients(workspace_id: str, campaign_id: str, people: Sequence[Person]
     key = audience_key(workspace_id, campaign_id)
     with AudienceEntry.batch_write() as batch:
         for person in people:
-            batch.save(
-                AudienceEntry(
-                    key,
-                    person.address,
-                    recipient=person.key,
-                    name=person.name,
-                    first_name=person.first_name,
-                    last_name=person.last_name,
-                    company=person.company,
-                    title=person.title,
-                )
-            )
+            batch.save(AudienceEntry(key, person.address, **recipient_fields(person)))
     return len(people)
+
+
+def recipient_fields(person: Person) -> dict[str, str]:
+    """What a row keeps of a person: the record it came from and the fields a message names."""
+    return {
+        "recipient": person.key,
+        "name": person.name,
+        "first_name": person.first_name,
+        "last_name": person.last_name,
+        "company": person.company,
+        "title": person.title,
+    }
 
 
 def _pending_row(workspace_id: str, campaign_id: str, entry: AudienceEntry) -> Delivery:
