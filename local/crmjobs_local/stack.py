@@ -18,6 +18,7 @@ from typing import Any
 
 from crmjobs import config
 from crmjobs.adapters import aws
+from crmjobs_local import dynamodb_atomicity
 from crmjobs_local.context import LambdaContext, load_handler
 from crmjobs_local.event_sources import BatchOutcome, SqsEventSource
 from crmjobs_local.http_api import DEFAULT_API_PORT, LOCAL_HOST
@@ -99,6 +100,7 @@ class LocalRuntime:
         self._mock: Any = None
         self._bridge: LambdaBridge | None = None
         self._serving = False
+        self._atomic_writes = False
         self._outbox_stop = threading.Event()
         self._outbox_thread: threading.Thread | None = None
 
@@ -108,6 +110,8 @@ class LocalRuntime:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._saved_environ = dict(os.environ)
         os.environ.update(LOCAL_CREDENTIALS)
+        dynamodb_atomicity.install()
+        self._atomic_writes = True
         self._start_moto()
         if self.api_port == 0:
             self.api_port = free_port()
@@ -175,6 +179,9 @@ class LocalRuntime:
         if self._server is not None:
             self._server.stop()
             self._server = None
+        if self._atomic_writes:
+            dynamodb_atomicity.uninstall()
+            self._atomic_writes = False
         if self._saved_environ is not None:
             os.environ.clear()
             os.environ.update(self._saved_environ)
