@@ -3,6 +3,7 @@ machine, schedules), with SES faults injected into the mailer the batches use.""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import threading
@@ -14,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from crmjobs import client
+from crmjobs import client, ledger
+from crmjobs.adapters.aws import client as aws_client
 from crmjobs.adapters.mailer import SendOutcomeUnknown, SendRetryable, SendThrottled, SesMailer
 from crmjobs.domain.audience import parse_audience
 from crmjobs.models import Campaign, Contact, Delivery, Prospect, Workspace
@@ -22,6 +24,7 @@ from crmjobs.models.campaigns import CampaignContent
 from crmjobs.services import campaign_sending
 from crmjobs.stores import deliveries, people, suppressions
 from crmjobs_local.outbox import sent_mail_in_process
+from crmjobs_local.template import Template
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = Path(os.environ.get("CAMPAIGN_TEST_TEMPLATE", ROOT / "template.yaml"))
@@ -257,6 +260,91 @@ def test_exactly_once_under_faults(local_stack, mailer, crash_on_record, monkeyp
     assert metrics["CampaignEmailsSent"] == statuses["sent"]
     assert 0 < metrics["CampaignSendsThrottled"] <= mailer.faults["throttled"]
     print(f"\nfault test: {dict(statuses)}, faults {dict(mailer.faults)}, counters {counters}")
+
+
+def _executions(stack, run_id: str) -> list[dict]:
+    """The run's executions of the sending state machine, oldest first, described."""
+    sfn = aws_client("stepfunctions")
+    machine = stack.resources.state_machines["SendCampaignStateMachine"]
+    listed = sfn.list_executions(stateMachineArn=machine)["executions"]
+    mine = [e for e in listed if e["name"].split("-", 1)[0] == run_id]
+    described = [sfn.describe_execution(executionArn=e["executionArn"]) for e in mine]
+    return sorted(described, key=lambda e: e["startDate"])
+
+
+def test_a_long_send_goes_on_in_a_chain_of_executions(local_stack, mailer, monkeypatch):
+    """An execution's listing steps stop before its budget of history events (here each
+    step is taken to record 40 % of it): the send goes on in the attempt's next executions
+    with the state carried, everyone is mailed once and the chain's last execution
+    finishes the run."""
+    budget = int(Template.load(TEMPLATE).document["Parameters"]["CampaignEventsPerExecution"]
+                 ["Default"])
+    monkeypatch.setattr(campaign_sending, "AUDIENCE_PAGE", 20)
+    monkeypatch.setattr(campaign_sending, "BATCH_SIZE", 10)
+    monkeypatch.setattr(campaign_sending, "BATCHES_PER_ROUND", 2)
+    monkeypatch.setattr(campaign_sending, "AUDIENCE_PAGE_EVENTS", budget * 2 // 5)
+    monkeypatch.setattr(campaign_sending, "round_events", lambda batches: budget * 2 // 5)
+    ws = _workspace()
+    domain = f"{ws}.example.com"
+    addresses = _prospects(ws, 60)
+    Prospect(workspace_id=ws, id="p-out", name="Out", email=f"out@{domain}",
+             email_opt_out=True).save()
+    campaign = _campaign(ws)
+
+    run = _send(ws, campaign.id)
+
+    assert run.status == "COMPLETED", run.error
+    assert run.output["status"] == "completed" and run.output["sent"] == 60
+    assert run.output["excluded"] == {"optedOut": 1}
+    mail = _mail_per_address(domain)
+    assert set(mail) == set(addresses) and set(mail.values()) == {1}
+    _assert_counters_match_ledger(ws, campaign.id)
+    # Two listing steps per execution: 4 audience pages and 4 rounds at least.
+    executions = _executions(local_stack, run.id)
+    deadline = time.monotonic() + 30  # the last one ends after it recorded the run
+    while executions[-1]["status"] == "RUNNING" and time.monotonic() < deadline:
+        time.sleep(0.1)
+        executions = _executions(local_stack, run.id)
+    chain = [f"{run.id}-1"] + [f"{run.id}-1-{n}" for n in range(2, len(executions) + 1)]
+    assert [e["name"] for e in executions] == chain and len(chain) >= 4
+    assert {e["status"] for e in executions} == {"SUCCEEDED"}
+    for handed_over in executions[:-1]:
+        assert json.loads(handed_over["output"])["result"] == {"outcome": {"continued": True}}
+    last = json.loads(executions[-1]["input"])
+    assert (last["execution"], last["audienceListed"], last["recipients"]) == (
+        f"{run.id}-1", True, 60
+    )
+    assert ledger.get(run.id).execution == f"{run.id}-1"  # the chain the run records
+
+
+#: The history events no listing step counts: the execution's start and end, the Parallel,
+#: the first choice, the last listing step and its choice (nothing comes after them), the
+#: loop's end, the last choice and the finish task.
+FRAME_EVENTS = 24
+
+
+def test_the_budget_estimate_bounds_an_executions_history(local_stack, mailer, monkeypatch):
+    """What the listing steps count against an execution's budget is at least the history
+    Step Functions records for them (and not far above it)."""
+    monkeypatch.setattr(campaign_sending, "AUDIENCE_PAGE", 10)
+    monkeypatch.setattr(campaign_sending, "BATCH_SIZE", 5)
+    monkeypatch.setattr(campaign_sending, "BATCHES_PER_ROUND", 3)
+    ws = _workspace()
+    _prospects(ws, 42)
+    campaign = _campaign(ws)
+
+    run = _send(ws, campaign.id)
+
+    assert run.status == "COMPLETED" and run.output["sent"] == 42, run.error
+    [execution] = _executions(local_stack, run.id)
+    sfn = aws_client("stepfunctions")
+    events = sfn.get_execution_history(executionArn=execution["executionArn"],
+                                       maxResults=1000)["events"]
+    [finish] = [e for e in events if e["type"] == "TaskStateEntered"
+                and e["stateEnteredEventDetails"]["name"] == "RecordSuccess"]
+    state = json.loads(finish["stateEnteredEventDetails"]["input"])["result"]["outcome"]
+    recorded = len(events) - FRAME_EVENTS
+    assert recorded <= state["executionEvents"] <= recorded * 1.2, (len(events), state)
 
 
 def test_pause_mid_send_then_resume(local_stack, mailer):

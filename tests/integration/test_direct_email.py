@@ -1,5 +1,6 @@
 """send_direct_email on the local stack: sent once per dedupe key, skipped for opted-out,
-suppressed and address-less people, workspace-scoped, throttles leave it retryable."""
+suppressed and address-less people, workspace-scoped, throttles leave it retryable; its
+SES events reach its row."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import pytest
 
 from crmjobs import config
 from crmjobs.adapters.mailer import SendThrottled, SesMailer
+from crmjobs.domain.feedback import parse_ses_event
 from crmjobs.errors import NotFound
 from crmjobs.models import Contact, Prospect, Workspace
+from crmjobs.services.feedback import record_event
 from crmjobs.services.mail import send_direct_email
 from crmjobs.stores import deliveries, suppressions
 from crmjobs_local.outbox import sent_mail_in_process
@@ -106,3 +109,42 @@ def test_throttled_send_can_be_retried(workspace, mail_settings):
     result = send()
     assert result.status == "sent"
     assert len(_sent_to(f"grace.{ws}@example.com")) == 1
+
+
+def test_ses_events_of_a_direct_email_reach_its_row_once(workspace, mail_settings):
+    """The message's tags carry its dedupe key: a Delivery and a permanent Bounce set the
+    row's flags once (SES repeats events), the bounce suppresses the address; an event of
+    another message with the same tags changes no row."""
+    ws = workspace.id
+    address = f"linus.{ws}@example.com"
+    Contact(workspace_id=ws, id="c-9", first_name="Linus", email=address).save()
+
+    class Recording(SesMailer):
+        tags: dict = {}
+
+        def send(self, outgoing):
+            Recording.tags = outgoing.tags
+            return super().send(outgoing)
+
+    dedupe_key = "exec-7:tooluse_Ab9/+=ü"
+    sent = send_direct_email(
+        ws, recipient_type="contact", recipient_id="c-9", subject="S", body="B",
+        dedupe_key=dedupe_key, sent_by="agent-1", mailer=Recording(),
+    )
+
+    def event(event_type, message_id=sent.message_id, **detail):
+        mail = {"messageId": message_id, "destination": [address],
+                "tags": {name: [value] for name, value in Recording.tags.items()}}
+        return parse_ses_event({"eventType": event_type, "mail": mail, **detail})
+
+    bounce = {"bounce": {"bounceType": "Permanent",
+                         "bouncedRecipients": [{"emailAddress": address}]}}
+    assert record_event(event("Delivery", message_id="another-message")) == {
+        "counted": 0, "suppressed": 0}
+    assert record_event(event("Delivery")) == {"counted": 1, "suppressed": 0}
+    assert record_event(event("Delivery")) == {"counted": 0, "suppressed": 0}
+    assert record_event(event("Bounce", **bounce)) == {"counted": 1, "suppressed": 1}
+    assert record_event(event("Bounce", **bounce)) == {"counted": 0, "suppressed": 0}
+    row = deliveries.find_direct(deliveries.direct_key(ws, dedupe_key))
+    assert row.delivered_at and row.bounced_at and row.bounce_type == "Permanent"
+    assert suppressions.is_suppressed(ws, address)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import random
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -36,6 +37,8 @@ from crmjobs.domain.rendering import (
     build_message,
     check_placeholders,
     decode_tag_value,
+    dedupe_key_of,
+    dedupe_tag,
     encode_tag_value,
     message_tags,
     render_html,
@@ -173,6 +176,17 @@ def test_tags_are_legal_and_reversible():
     assert len(tags["recipient"]) == 32 and "@" not in tags["recipient"]
     with pytest.raises(ValueError):
         decode_tag_value("ws_x")
+    assert "dedupe" not in tags
+
+
+def test_a_direct_emails_tags_carry_its_dedupe_key():
+    for key in ("exec-1:tooluse_9", "a/b+c=d ü", "x" * 192):
+        tags = message_tags("ws-1", "direct", "ada@example.com", key)
+        assert re.fullmatch(r"[A-Za-z0-9_-]{1,256}", tags["dedupe"])  # SES's tag values
+        assert dedupe_key_of(tags["dedupe"]) == key
+    assert dedupe_tag("x" * 193) is None  # longer than a tag value may be: no tag
+    assert "dedupe" not in message_tags("ws-1", "direct", "ada@example.com", "x" * 193)
+    assert dedupe_tag("") is None and dedupe_key_of("%%%") is None
 
 
 # --------------------------------------------------------------------------- tokens

@@ -45,8 +45,8 @@ STEP_INPUT_BY_SUBSTITUTION = {
     "ListPageFunctionArn": PageStep,
     "ProcessBatchFunctionArn": BatchInput,
     "FinishBulkRunFunctionArn": FinishInput,
-    "AudiencePageFunctionArn": campaign_sending.SendState,
-    "RecipientsPageFunctionArn": campaign_sending.SendState,
+    "AudiencePageFunctionArn": campaign_sending.ListingStep,
+    "RecipientsPageFunctionArn": campaign_sending.ListingStep,
     "SendBatchFunctionArn": campaign_sending.BatchInput,
     "FinishFunctionArn": campaign_sending.FinishInput,
 }

@@ -197,15 +197,20 @@ def _bulk_run(machine: str) -> set[Grant]:
     )
 
 
+def _continues_chain(machine_name: str) -> set[Grant]:
+    """Past its execution's share of the work, a listing step starts the attempt's next
+    execution (the state machine named by the stack) and keeps the run's slot for it."""
+    return {
+        ("states:StartExecution", f"stateMachine:crmjobs-{machine_name}"),
+        ("dynamodb:UpdateItem", "ConcurrencyTable"),
+    }
+
+
 def _page_step(machine_name: str) -> set[Grant]:
     """services/fanout.page_step: the totals so far as the run's output (ledger.
     record_progress); after its pages per execution, start the run's next execution (the
     state machine named by the stack) and keep the run's slot for it."""
-    return {
-        ("dynamodb:UpdateItem", "RunsTable"),
-        ("states:StartExecution", f"stateMachine:crmjobs-{machine_name}"),
-        ("dynamodb:UpdateItem", "ConcurrencyTable"),
-    }
+    return {("dynamodb:UpdateItem", "RunsTable")} | _continues_chain(machine_name)
 
 
 #: adapters/vector_index.py: HEAD/PUT/GET of the index (ensure_index), POST of _bulk,
@@ -405,21 +410,23 @@ CONTRACT: dict[str, set[Grant]] = {
     # services/campaign_sending.list_audience: a Query page of prospects or contacts, the
     # audience entries and suppressions of its addresses, the new entries (only audience
     # entries: test_batch_writes_reach_audience_entries_only), the campaign's state and
-    # exclusion counts (or back to draft).
+    # exclusion counts (or back to draft); the chain's next execution.
     "CampaignAudiencePageFunction": _grants(
         ("dynamodb:Query",), ["ProspectsTable", "ContactsTable"]
     )
     | _grants(("dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"), ["DeliveriesTable"])
     | {("dynamodb:BatchGetItem", "SuppressionsTable")}
-    | _grants(("dynamodb:GetItem", "dynamodb:UpdateItem"), ["CampaignsTable"]),
+    | _grants(("dynamodb:GetItem", "dynamodb:UpdateItem"), ["CampaignsTable"])
+    | _continues_chain("send-campaign"),
     # services/campaign_sending.list_recipients: a Query page of the audience entries and
     # their rows, stale sends marked unconfirmed (a conditional UpdateItem each), the
-    # campaign's state, counters.
+    # campaign's state, counters; the chain's next execution.
     "CampaignRecipientsPageFunction": _grants(
         ("dynamodb:Query", "dynamodb:BatchGetItem", "dynamodb:UpdateItem"), ["DeliveriesTable"]
     )
     | _grants(("dynamodb:GetItem", "dynamodb:UpdateItem"), ["CampaignsTable"])
-    | {("dynamodb:GetItem", "RunsTable")},  # the run's cancel request
+    | {("dynamodb:GetItem", "RunsTable")}  # the run's cancel request
+    | _continues_chain("send-campaign"),
     # services/campaign_sending.send_batch: the batch's audience entries, ledger claims and
     # outcomes (a conditional UpdateItem each), the batch's suppressions, the campaign and
     # the account's send schedule (an item of the campaigns table); SES sends from the
@@ -440,8 +447,9 @@ CONTRACT: dict[str, set[Grant]] = {
     ),
     # services/campaign_sending.finish_sending: recount the ledger, the campaign's counters
     # and status; runtime.finish_detached_run: the run, its slot, a canceled run's trigger
-    # key, a retry or the DLQ.
+    # key, a retry or the DLQ; whether a failed execution's successor was started.
     "FinishCampaignSendFunction": {("dynamodb:Query", "DeliveriesTable")}
+    | {("states:DescribeExecution", "execution:crmjobs-send-campaign:*")}
     | _grants(("dynamodb:GetItem", "dynamodb:UpdateItem"), ["CampaignsTable", "RunsTable"])
     | {("dynamodb:UpdateItem", "ConcurrencyTable"), ("dynamodb:DeleteItem", "IdempotencyTable")}
     | _grants(("sqs:SendMessage",), ["SendCampaignQueue", "SendCampaignDeadLetterQueue"]),

@@ -9,7 +9,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from crmjobs.domain.audience import normalize_address
-from crmjobs.domain.rendering import decode_tag_value, recipient_tag
+from crmjobs.domain.rendering import (
+    DIRECT_CAMPAIGN,
+    decode_tag_value,
+    dedupe_key_of,
+    recipient_tag,
+)
 
 #: SES eventType -> the recipient row's flag and the campaign counter it moves.
 COUNTED_EVENTS = {
@@ -35,6 +40,8 @@ class SesEvent:
     #: The addresses the event is about (lower-cased), among the message's recipient.
     addresses: tuple[str, ...]
     bounce_type: str | None = None
+    #: A direct email's dedupe key (its row's key), from its tags.
+    dedupe_key: str | None = None
 
     @property
     def counter(self) -> str | None:
@@ -71,6 +78,7 @@ def parse_ses_event(detail: dict[str, Any]) -> SesEvent | None:
         workspace_id, campaign_id = decode_tag_value(workspace), decode_tag_value(campaign)
     except ValueError:
         return None
+    dedupe = _tag(tags, "dedupe") if campaign_id == DIRECT_CAMPAIGN else None
     if event_type == "Bounce":
         named = [
             r.get("emailAddress", "") for r in detail.get("bounce", {}).get("bouncedRecipients", [])
@@ -93,4 +101,5 @@ def parse_ses_event(detail: dict[str, Any]) -> SesEvent | None:
         campaign_id=campaign_id,
         addresses=addresses,
         bounce_type=detail.get("bounce", {}).get("bounceType"),
+        dedupe_key=dedupe_key_of(dedupe) if dedupe else None,
     )

@@ -7,6 +7,8 @@ are HTML-escaped in the HTML part and left as they are in the text part.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import email.policy
 import hashlib
 import html
@@ -186,9 +188,33 @@ def recipient_tag(address: str) -> str:
     return hashlib.sha256(address.encode()).hexdigest()[:32]
 
 
-def message_tags(workspace_id: str, campaign_id: str, address: str) -> dict[str, str]:
-    return {
+def dedupe_tag(dedupe_key: str) -> str | None:
+    """A direct email's dedupe key (which keys its row) as a tag value: URL-safe base64
+    without padding, or None when that is longer than a tag value may be (256)."""
+    encoded = base64.urlsafe_b64encode(dedupe_key.encode()).decode().rstrip("=")
+    return encoded if _TAG_SAFE.match(encoded) else None
+
+
+def dedupe_key_of(tag: str) -> str | None:
+    """The dedupe key a `dedupe_tag` carries, or None when the tag is not one."""
+    try:
+        padded = tag + "=" * (-len(tag) % 4)
+        return base64.b64decode(padded, altchars=b"-_", validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+
+
+def message_tags(
+    workspace_id: str, campaign_id: str, address: str, dedupe_key: str | None = None
+) -> dict[str, str]:
+    """The message's SES tags: workspace, campaign and recipient, and a direct email's
+    dedupe key (so that its events find its row)."""
+    tags = {
         "workspace": encode_tag_value(workspace_id),
         "campaign": encode_tag_value(campaign_id),
         "recipient": recipient_tag(address),
     }
+    dedupe = dedupe_tag(dedupe_key) if dedupe_key is not None else None
+    if dedupe is not None:
+        tags["dedupe"] = dedupe
+    return tags

@@ -6,7 +6,12 @@ results and hands out the next round of pending recipients as batches (a recipie
 runs send_batch over them; finish_sending recounts the counters from the ledger, decides
 the campaign's status and records the run's outcome.
 
-Sending is owned by one execution at a time: the campaign's `sendingRun` names it, and
+An attempt's sending is a chain of executions (crmjobs.domain.execution_chains), so that no
+execution's history nears Step Functions' 25,000 events: a listing step that would take
+its execution past its budget of history events starts the chain's next execution with the
+state instead, and the execution ends; only the chain's last one finishes.
+
+Sending is owned by one attempt at a time: the campaign's `sendingRun` names its chain, and
 every step stops when it no longer does (paused, deleted, or taken over by a later
 attempt). Canceling the run (a cancel request on it) pauses the campaign at the next look
 (a round's listing, or a batch's once-a-second check) and the run ends CANCELED; a later
@@ -25,7 +30,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from crmjobs import ledger
+from crmjobs import concurrency, ledger
+from crmjobs.adapters import state_machines
 from crmjobs.adapters.mailer import (
     Mailer,
     RecipientRejected,
@@ -38,6 +44,7 @@ from crmjobs.adapters.mailer import (
 from crmjobs.domain import pacing
 from crmjobs.domain.audience import parse_audience, screen_page
 from crmjobs.domain.campaigns import CampaignStatus, LedgerCounts, final_status
+from crmjobs.domain.execution_chains import ChainedExecution
 from crmjobs.errors import InvalidInput
 from crmjobs.models import Campaign, Delivery
 from crmjobs.models.base import utcnow
@@ -84,7 +91,9 @@ class Step(BaseModel):
 
 
 class SendState(Step):
-    """The state the machine carries between steps."""
+    """The state the machine carries between steps (and from one execution of the chain
+    to the next). `execution` names the chain: its first execution's name, which the
+    campaign's `sendingRun` and the run ledger record."""
 
     runId: str
     execution: str
@@ -101,9 +110,23 @@ class SendState(Step):
     released: int = 0
     done: bool = False
     stopped: str | None = None
+    #: The listing step started the chain's next execution, which goes on from here.
+    continued: bool = False
+    #: History events the listing steps of this execution have recorded (estimated).
+    executionEvents: int = 0
     totals: dict[str, int] = Field(default_factory=dict)
     results: list[dict[str, Any]] = Field(default_factory=list)
     batches: list[list[str]] = Field(default_factory=list)
+
+
+class ListingStep(Step):
+    """A listing step's input: the state, and what the execution says of itself (its name
+    in the chain, its state machine, and its budget of history events)."""
+
+    state: SendState
+    executionName: str
+    stateMachine: str
+    eventsPerExecution: int = Field(ge=1)
 
 
 class BatchInput(Step):
@@ -138,9 +161,12 @@ def _canceled(run_id: str, workspace_id: str, campaign_id: str, execution: str) 
 # --------------------------------------------------------------------------- audience
 
 
-def list_audience(state: SendState) -> SendState:
+def list_audience(step: ListingStep) -> SendState:
     """One page of the audience into the ledger; at the last page, the exclusion counts
     (and back to draft when there is nobody to send to)."""
+    state = step.state
+    if _over_budget(step, AUDIENCE_PAGE_EVENTS):
+        return _continue(step, state)
     stopped = _still_ours(state)
     if stopped is not None:
         return state.model_copy(update={"audienceListed": True, "done": True, "stopped": stopped})
@@ -163,6 +189,7 @@ def list_audience(state: SendState) -> SendState:
         "listed": state.listed + read,
         "recipients": state.recipients + len(screening.new) + screening.already_listed,
         "excluded": dict(excluded),
+        "executionEvents": state.executionEvents + AUDIENCE_PAGE_EVENTS,
     }
     if cursor is None:
         update["audienceListed"] = True
@@ -185,8 +212,10 @@ _SEND_OUTCOMES = ("sent", "failed", "unconfirmed", "late")
 # --------------------------------------------------------------------------- rounds
 
 
-def list_recipients(state: SendState) -> SendState:
-    """Fold the last round's results, then list the next round of pending recipients."""
+def list_recipients(step: ListingStep) -> SendState:
+    """Fold the last round's results, then list the next round of pending recipients (or
+    hand the state to the chain's next execution)."""
+    state = step.state
     totals = Counter(state.totals)
     released = state.released
     stops = [result["stopped"] for result in state.results if result.get("stopped")]
@@ -203,6 +232,8 @@ def list_recipients(state: SendState) -> SendState:
         stopped = CANCELED
     if stopped is not None:
         return state.model_copy(update={**update, "done": True, "stopped": stopped})
+    if _over_budget(step, round_events(BATCHES_PER_ROUND)):
+        return _continue(step, state.model_copy(update={**update, "released": released}))
     cursor, passes = state.cursor, state.passes
     if state.passes == 0:
         cursor, passes = None, 1
@@ -231,7 +262,8 @@ def list_recipients(state: SendState) -> SendState:
     batches = [entries[i : i + BATCH_SIZE] for i in range(0, len(entries), BATCH_SIZE)]
     return state.model_copy(
         update={**update, "cursor": cursor, "passes": passes, "released": released,
-                "batches": batches}
+                "batches": batches,
+                "executionEvents": state.executionEvents + round_events(len(batches))}
     )
 
 
@@ -254,6 +286,40 @@ def _unconfirm(state: SendState, rows: list[Delivery]) -> None:
         [deliveries.unconfirmed(row, "the send's outcome was never recorded") for row in rows]
     )
     campaigns.add_counters(state.workspaceId, state.campaignId, {"unconfirmed": sum(applied)})
+
+
+# --------------------------------------------------------------------------- the chain
+
+#: History events an audience page records (its task and two choice states).
+AUDIENCE_PAGE_EVENTS = 9
+
+
+def round_events(batches: int) -> int:
+    """History events a round of `batches` records: its task, choice and Map states, and 7
+    per batch (retries add more: the budget leaves room for them)."""
+    return 11 + 7 * batches
+
+
+def _over_budget(step: ListingStep, events: int) -> bool:
+    """Whether a step of `events` would take the execution past its budget (the first step
+    of an execution always runs, so every execution gets on)."""
+    spent = step.state.executionEvents
+    return spent > 0 and spent + events > step.eventsPerExecution
+
+
+def _continue(step: ListingStep, state: SendState) -> SendState:
+    """Start the chain's next execution with the state, and end this one."""
+    carried = state.model_copy(update={"executionEvents": 0, "results": [], "batches": []})
+    successor = ChainedExecution.parse(step.executionName).successor()
+    try:
+        state_machines.start(step.stateMachine, successor.name, carried.model_dump(mode="json"))
+    except state_machines.ExecutionExists:
+        pass  # a retry of this step: its first try started the successor
+    # The run's slot lasts as long as its chain does, however many days that is.
+    concurrency.extend(state.workspaceId, state.runId, concurrency.DETACHED_LEASE_SECONDS)
+    logger.info("campaign sending continues in a new execution",
+                extra={"execution": successor.name})
+    return carried.model_copy(update={"continued": True})
 
 
 # --------------------------------------------------------------------------- one batch
@@ -465,8 +531,12 @@ def send_batch(
 
 
 class FinishInput(Step):
+    """`execution` names the chain; `executionName` is the execution that reports."""
+
     runId: str
     execution: str
+    executionName: str
+    stateMachine: str
     workspaceId: str
     campaignId: str
     result: dict[str, Any] | None = None
@@ -477,8 +547,15 @@ def finish_sending(finish: FinishInput) -> dict[str, Any]:
     """Recount the ledger into the counters, decide the campaign's status (completed when
     every recipient is final, failed when nothing could be sent), give the campaign up and
     record the run: its output; FAILED (InvalidInput) when nobody was there to send to;
-    CANCELED when it was asked to stop; or its error (then the run is retried and resumes)."""
+    CANCELED when it was asked to stop; or its error (then the run is retried and resumes).
+    An error of an execution whose successor was started changes nothing: the chain goes on
+    in the successor."""
     workspace_id, campaign_id, execution = finish.workspaceId, finish.campaignId, finish.execution
+    if finish.error is not None:
+        successor = ChainedExecution.parse(finish.executionName).successor().name
+        if state_machines.status(finish.stateMachine, successor) is not None:
+            logger.info("sending went on in the next execution", extra={"execution": successor})
+            return {"continued": successor}
     counts = LedgerCounts(deliveries.count_by_status(workspace_id, campaign_id))
     campaigns.set_ledger_counters(workspace_id, campaign_id, execution, counts.counters())
     if finish.error is not None:

@@ -81,8 +81,8 @@ def send_campaign(payload: SendCampaignPayload, context: RunContext) -> Detached
         raise InvalidInput(str(exc)) from None
     execution = execution_name(context.run_id, context.attempt)
     arn = config.require(STATE_MACHINE_VARIABLE)
-    for earlier in range(1, context.attempt):  # never two executions of one run at once
-        state_machines.stop(arn, execution_name(context.run_id, earlier), "superseded")
+    for earlier in range(1, context.attempt):  # never two attempts of one run at once
+        state_machines.stop_chain(arn, execution_name(context.run_id, earlier), "superseded")
     campaigns.start_sending(campaign, execution)
     try:
         state_machines.start(

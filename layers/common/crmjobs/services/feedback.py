@@ -1,5 +1,6 @@
 """SES feedback: each event updates the recipient's row and the campaign's counters once
-(SES repeats events), and a permanent bounce or a complaint suppresses the address in the
+(SES repeats events; a direct email's row, found by the dedupe key its tags carry, has no
+campaign to count it), and a permanent bounce or a complaint suppresses the address in the
 message's workspace. Matched by the message's tags and its SES message id, never by an
 address alone (the same address may be in several workspaces)."""
 
@@ -19,7 +20,18 @@ def record_event(event: SesEvent) -> dict[str, Any]:
     another workspace's message with these tags changes nothing)."""
     counted = suppressed = 0
     for address in event.addresses:
-        if event.campaign_id != DIRECT_CAMPAIGN:
+        if event.campaign_id == DIRECT_CAMPAIGN:
+            if event.dedupe_key is not None and event.counter is not None:
+                counted += deliveries.flag_direct_once(
+                    event.workspace_id,
+                    event.dedupe_key,
+                    address,
+                    event.counter,
+                    utcnow(),
+                    message_id=event.message_id,
+                    bounce_type=event.bounce_type,
+                )
+        else:
             row = deliveries.get(event.workspace_id, event.campaign_id, address)
             if row is None or row.message_id != event.message_id:
                 continue

@@ -72,9 +72,11 @@ def compose(
     subject: str,
     body: str,
     now: datetime,
+    dedupe_key: str | None = None,
 ) -> OutgoingEmail:
     """The complete message for one recipient (`recipient` is "prospect:<id>" or
-    "contact:<id>"), with its unsubscribe link and SES tags."""
+    "contact:<id>"), with its unsubscribe link and SES tags (a direct email's carry its
+    dedupe key)."""
     recipient_type, _, recipient_id = recipient.partition(":")
     claim = UnsubscribeClaim(workspace_id, campaign_id, recipient_type, recipient_id, fields.email)
     message = build_message(
@@ -90,7 +92,7 @@ def compose(
         sender=sender.address,
         to=fields.email,
         raw_mime=message.as_bytes(),
-        tags=message_tags(workspace_id, campaign_id, fields.email),
+        tags=message_tags(workspace_id, campaign_id, fields.email, dedupe_key),
     )
 
 
@@ -113,10 +115,6 @@ class DirectEmailResult:
     status: Literal["sent", "skipped"]
     reason: str | None = None
     message_id: str | None = None
-
-
-def direct_key(workspace_id: str, dedupe_key: str) -> str:
-    return f"{workspace_id}#{DIRECT_CAMPAIGN}#{dedupe_key}"
 
 
 def _earlier(row: Delivery) -> DirectEmailResult | None:
@@ -157,7 +155,7 @@ def send_direct_email(
         return DirectEmailResult("skipped", "invalid address")
     if suppressions.is_suppressed(workspace_id, address):
         return DirectEmailResult("skipped", "suppressed")
-    key = direct_key(workspace_id, dedupe_key)
+    key = deliveries.direct_key(workspace_id, dedupe_key)
     row = Delivery(
         key,
         address,
@@ -188,6 +186,7 @@ def send_direct_email(
         subject=subject,
         body=body,
         now=utcnow(),
+        dedupe_key=dedupe_key,
     )
     try:
         message_id = mailer.send(outgoing)

@@ -32,6 +32,7 @@ from pynamodb.transactions import TransactWrite
 from crmjobs import config
 from crmjobs.domain.audience import Person
 from crmjobs.domain.campaigns import RecipientStatus
+from crmjobs.domain.rendering import DIRECT_CAMPAIGN
 from crmjobs.errors import Conflict
 from crmjobs.models import AudienceEntry, Campaign, Delivery
 from crmjobs.stores.dynamodb import CONDITION_FAILED, Page, query_page
@@ -301,6 +302,11 @@ def unconfirmed(row: Delivery, reason: str) -> Transition:
 # --------------------------------------------------------------------------- direct email
 
 
+def direct_key(workspace_id: str, dedupe_key: str) -> str:
+    """The partition key of a direct email's row (its dedupe key names it)."""
+    return f"{workspace_id}#{DIRECT_CAMPAIGN}#{dedupe_key}"
+
+
 def create_claimed(delivery: Delivery) -> None:
     """Write a direct email's row already claimed (sending); Conflict if it exists."""
     try:
@@ -328,6 +334,38 @@ FLAGS = {
     "rejected": Delivery.rejected_at,
     "unsubscribed": Delivery.unsubscribed_at,
 }
+
+
+def flag_direct_once(
+    workspace_id: str,
+    dedupe_key: str,
+    address: str,
+    counter: str,
+    at: datetime,
+    *,
+    message_id: str,
+    bounce_type: str | None = None,
+) -> bool:
+    """Record one event on a direct email's row (no campaign counts it): only if the row
+    exists, carries this SES message id and has no such event yet. False when nothing
+    changed (a repeat, or not this row)."""
+    flag = FLAGS[counter]
+    actions = [flag.set(at)]
+    if bounce_type:
+        actions.append(Delivery.bounce_type.set(bounce_type))
+    try:
+        Delivery(direct_key(workspace_id, dedupe_key), address).update(
+            actions=actions,
+            condition=Delivery.email.exists()
+            & flag.does_not_exist()
+            & (Delivery.message_id == message_id),
+            add_version_condition=False,
+        )
+    except UpdateError as exc:
+        if exc.cause_response_code == CONDITION_FAILED:
+            return False
+        raise
+    return True
 
 
 def flag_once(
