@@ -87,15 +87,10 @@ def _quiet_collector() -> None:
     gc.set_threshold(gen0, gen1, 1_000_000)
 
 
-def _history_events(chain: str) -> list[int]:
+def _history_events(machine: str, chain: str) -> list[int]:
     """How many events each execution of the sending chain holds (Step Functions keeps
     25,000 per execution)."""
     sfn = aws.client("stepfunctions")
-    machine = next(
-        found["stateMachineArn"]
-        for found in sfn.list_state_machines()["stateMachines"]
-        if "SendCampaignStateMachine" in found["name"]
-    )
     counts = []
     execution = ChainedExecution.parse(chain)
     while state_machines.status(machine, execution.name) is not None:
@@ -114,7 +109,7 @@ def _history_events(chain: str) -> list[int]:
     return counts
 
 
-def send_once(campaign_id: str, mailer: TimedMailer, recipients: int) -> dict:
+def send_once(stack: LocalRuntime, campaign_id: str, mailer: TimedMailer, recipients: int) -> dict:
     Campaign(
         workspace_id=WORKSPACE,
         id=campaign_id,
@@ -133,7 +128,10 @@ def send_once(campaign_id: str, mailer: TimedMailer, recipients: int) -> dict:
         wall = time.perf_counter() - started
     if done.status != "COMPLETED" or done.output.get("sent") != recipients:
         raise SystemExit(f"run {done.status}: {done.output} {done.error}")
-    history = _history_events(execution_name(run.id, done.attempts))
+    history = _history_events(
+        stack.resources.state_machines["SendCampaignStateMachine"],
+        execution_name(run.id, done.attempts),
+    )
     services = by_service(counts)
     sent_calls = sorted(mailer.calls)
     phase = sent_calls[-1] - sent_calls[0]
@@ -195,10 +193,10 @@ def main() -> int:
     ) as stack:
         seed(args.recipients)
         with stack.serving():
-            plain = send_once("bench-plain", TimedMailer(args.rate, 0.0), args.recipients)
+            plain = send_once(stack, "bench-plain", TimedMailer(args.rate, 0.0), args.recipients)
             report(f"{args.recipients} recipients at {args.rate:g}/s", args.rate, plain)
             throttled = send_once(
-                "bench-throttled", TimedMailer(args.rate, args.throttle), args.recipients
+                stack, "bench-throttled", TimedMailer(args.rate, args.throttle), args.recipients
             )
             report(f"the same with {100 * args.throttle:g} % throttles", args.rate, throttled)
     ok = all(f["max_in_1s"] <= args.rate for f in (plain, throttled))

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from state_machine_runs import run_executions
 
 from crmjobs import client, config, ledger
 from crmjobs.adapters.aws import client as aws_client
@@ -55,13 +56,7 @@ def _seed(workspace_id: str, count: int) -> None:
 
 
 def _executions(stack, run_id: str) -> list[dict]:
-    """The run's executions of the bulk-scoring state machine, oldest first, described."""
-    sfn = aws_client("stepfunctions")
-    machine = stack.resources.state_machines["BulkScoreLeadsStateMachine"]
-    listed = sfn.list_executions(stateMachineArn=machine)["executions"]
-    mine = [e for e in listed if e["name"].split("-", 1)[0] == run_id]
-    described = [sfn.describe_execution(executionArn=e["executionArn"]) for e in mine]
-    return sorted(described, key=lambda e: e["startDate"])
+    return run_executions(stack, "BulkScoreLeadsStateMachine", run_id)
 
 
 def _wait_for_executions(

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from state_machine_runs import run_executions
 
 from crmjobs import client, ledger
 from crmjobs.adapters.aws import client as aws_client
@@ -263,13 +264,7 @@ def test_exactly_once_under_faults(local_stack, mailer, crash_on_record, monkeyp
 
 
 def _executions(stack, run_id: str) -> list[dict]:
-    """The run's executions of the sending state machine, oldest first, described."""
-    sfn = aws_client("stepfunctions")
-    machine = stack.resources.state_machines["SendCampaignStateMachine"]
-    listed = sfn.list_executions(stateMachineArn=machine)["executions"]
-    mine = [e for e in listed if e["name"].split("-", 1)[0] == run_id]
-    described = [sfn.describe_execution(executionArn=e["executionArn"]) for e in mine]
-    return sorted(described, key=lambda e: e["startDate"])
+    return run_executions(stack, "SendCampaignStateMachine", run_id)
 
 
 def test_a_long_send_goes_on_in_a_chain_of_executions(local_stack, mailer, monkeypatch):
@@ -505,7 +500,6 @@ def test_schedules_are_replaced_and_stale_firings_do_nothing(local_stack, mailer
 
     assert schedule(later).status == "COMPLETED"
     assert schedule(sooner).status == "COMPLETED"  # rescheduled: replaces the schedule
-    from crmjobs.adapters.aws import client as aws_client
 
     found = aws_client("scheduler").get_schedule(Name=schedule_name(ws, campaign.id),
                                                  GroupName=group)
@@ -534,7 +528,6 @@ def test_schedules_are_replaced_and_stale_firings_do_nothing(local_stack, mailer
 
 
 def test_pausing_or_deleting_a_scheduled_campaign_cancels_its_schedule(local_stack, mailer):
-    from crmjobs.adapters.aws import client as aws_client
     from crmjobs.services.campaigns import schedule_name
 
     ws = _workspace()

@@ -418,22 +418,20 @@ CONTRACT: dict[str, set[Grant]] = {
     | {("dynamodb:BatchGetItem", "SuppressionsTable")}
     | _grants(("dynamodb:GetItem", "dynamodb:UpdateItem"), ["CampaignsTable"])
     | _continues_chain("send-campaign"),
-    # services/campaign_sending.list_recipients: a Query page of the audience entries and
-    # their rows, stale sends marked unconfirmed (a conditional UpdateItem each), the
-    # campaign's state, counters; the chain's next execution.
-    "CampaignRecipientsPageFunction": _grants(
-        ("dynamodb:Query", "dynamodb:BatchGetItem", "dynamodb:UpdateItem"), ["DeliveriesTable"]
-    )
+    # services/campaign_sending.list_recipients: a Query page of the audience entries' keys,
+    # the campaign's state (paused on a cancel request); the chain's next execution.
+    "CampaignRecipientsPageFunction": {("dynamodb:Query", "DeliveriesTable")}
     | _grants(("dynamodb:GetItem", "dynamodb:UpdateItem"), ["CampaignsTable"])
     | {("dynamodb:GetItem", "RunsTable")}  # the run's cancel request
     | _continues_chain("send-campaign"),
-    # services/campaign_sending.send_batch: the batch's audience entries, ledger claims and
-    # outcomes (a conditional UpdateItem each), the batch's suppressions, the campaign and
+    # services/campaign_sending.send_batch: the audience entries and rows of its range (a
+    # Query each), ledger claims and outcomes and stale sends unconfirmed (a conditional
+    # UpdateItem each), the batch's suppressions, the campaign and
     # the account's send schedule (an item of the campaigns table); SES sends from the
     # sender identity through the configuration set only; the account's rate; the
     # unsubscribe link's key.
     "SendCampaignBatchFunction": {
-        ("dynamodb:BatchGetItem", "DeliveriesTable"),
+        ("dynamodb:Query", "DeliveriesTable"),
         ("dynamodb:UpdateItem", "DeliveriesTable"),
         ("dynamodb:BatchGetItem", "SuppressionsTable"),
         ("ses:GetAccount", "*"),

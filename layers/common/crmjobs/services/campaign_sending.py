@@ -1,10 +1,13 @@
 """The steps of the campaign-sending state machine (statemachines/send_campaign.asl.json).
 
 list_audience pages the audience into the ledger; list_recipients folds the last round's
-results and hands out the next round of pending recipients as batches (a recipient found
-`sending` between rounds is unconfirmed: its send was made and never recorded); the Map
-runs send_batch over them; finish_sending recounts the counters from the ledger, decides
-the campaign's status and records the run's outcome.
+results and hands out the next round: consecutive ranges of the ledger's addresses, one
+per batch (so a round can be hundreds of batches, and the sends go on from one batch to
+the next with no pause); the Map runs send_batch over them, which sends to the pending
+recipients of its range (a recipient it finds `sending` is unconfirmed: its send was made
+and never recorded); a pass over the ledger in which nothing was released (throttled,
+late, stopped) ends the sending; finish_sending recounts the counters from the ledger,
+decides the campaign's status and records the run's outcome.
 
 An attempt's sending is a chain of executions (crmjobs.domain.execution_chains), so that no
 execution's history nears Step Functions' 25,000 events: a listing step that would take
@@ -58,9 +61,10 @@ AUDIENCE_PAGE = 500
 #: Recipients per batch step, and batches per round (the Map runs 4 at a time, so a batch
 #: that ends is followed at once by the next: the schedule idles only between rounds).
 BATCH_SIZE = 100
-BATCHES_PER_ROUND = 20
-#: The most a round's addresses may take in the state (Step Functions allows 256 KB).
-ROUND_BYTES = 160_000
+BATCHES_PER_ROUND = 400
+#: The most a round's ranges may take in the state: Step Functions allows 256 KB, and the
+#: Map adds the batches' results (about 100 bytes each).
+ROUND_BYTES = 150_000
 #: Recipients claimed and given send slots together (one reservation, one counter update).
 CHUNK = 25
 #: Sends in flight at once within a batch (each waits for its slot).
@@ -116,7 +120,7 @@ class SendState(Step):
     executionEvents: int = 0
     totals: dict[str, int] = Field(default_factory=dict)
     results: list[dict[str, Any]] = Field(default_factory=list)
-    batches: list[list[str]] = Field(default_factory=list)
+    batches: list[dict[str, str]] = Field(default_factory=list)
 
 
 class ListingStep(Step):
@@ -130,13 +134,15 @@ class ListingStep(Step):
 
 
 class BatchInput(Step):
-    """A batch names its recipients by address; their audience entries give the rest."""
+    """A batch is a range of the ledger's addresses, `first` to `last` inclusive (at most
+    BATCH_SIZE recipients were listed there); their audience entries give the rest."""
 
     runId: str
     workspaceId: str
     campaignId: str
     execution: str
-    recipients: list[str] = Field(max_length=BATCH_SIZE)
+    first: str
+    last: str
 
 
 def _still_ours(state: SendState) -> str | None:
@@ -235,31 +241,29 @@ def list_recipients(step: ListingStep) -> SendState:
     if _over_budget(step, round_events(BATCHES_PER_ROUND)):
         return _continue(step, state.model_copy(update={**update, "released": released}))
     cursor, passes = state.cursor, state.passes
-    if state.passes == 0:
-        cursor, passes = None, 1
-    while True:
-        page = deliveries.unfinished_page(
-            state.workspaceId, state.campaignId, cursor, BATCH_SIZE * BATCHES_PER_ROUND
-        )
-        stale = [row for row in page.items if row.status == deliveries.SENDING]
-        pending = [row for row in page.items if row.status == deliveries.PENDING]
-        _unconfirm(state, stale)
-        cursor = page.cursor
-        if pending or cursor is not None:
-            break
-        if released == 0:  # a whole pass found nothing left to send
-            return state.model_copy(update={**update, "done": True, "cursor": None})
+    if passes == 0:
+        cursor, passes, released = None, 1, 0
+    elif cursor is None:  # the last round of a pass was sent
+        if released == 0:  # and nothing of the pass is left to send
+            return state.model_copy(update={**update, "done": True, "released": 0})
         if passes >= MAX_PASSES:
             raise RuntimeError(
                 f"recipients still pending after {passes} passes (SES kept refusing them)"
             )
-        cursor, passes, released = None, passes + 1, 0
-    entries = [row.email for row in pending]
-    kept = _within_round_bytes(entries)
-    if kept < len(entries):  # the next round starts after the last address handed out
-        entries = entries[:kept]
-        cursor = deliveries.cursor_after(state.workspaceId, state.campaignId, entries[-1])
-    batches = [entries[i : i + BATCH_SIZE] for i in range(0, len(entries), BATCH_SIZE)]
+        passes, released = passes + 1, 0
+    page = deliveries.address_page(
+        state.workspaceId, state.campaignId, cursor, BATCH_SIZE * BATCHES_PER_ROUND
+    )
+    addresses = page.items
+    batches = [
+        {"first": addresses[i], "last": addresses[min(i + BATCH_SIZE, len(addresses)) - 1]}
+        for i in range(0, len(addresses), BATCH_SIZE)
+    ]
+    cursor = page.cursor
+    kept = _within_round_bytes(batches)
+    if kept < len(batches):  # the next round starts after the last range handed out
+        batches = batches[:kept]
+        cursor = deliveries.cursor_after(state.workspaceId, state.campaignId, batches[-1]["last"])
     return state.model_copy(
         update={**update, "cursor": cursor, "passes": passes, "released": released,
                 "batches": batches,
@@ -267,25 +271,27 @@ def list_recipients(step: ListingStep) -> SendState:
     )
 
 
-def _within_round_bytes(addresses: list[str]) -> int:
-    """How many of the addresses fit in one round's state (ROUND_BYTES)."""
+def _within_round_bytes(batches: list[dict[str, str]]) -> int:
+    """How many of the ranges fit in one round's state (ROUND_BYTES)."""
     size = 0
-    for count, address in enumerate(addresses):
-        size += len(address.encode()) + 4  # quotes, comma, space
+    for count, batch in enumerate(batches):
+        size += len(batch["first"].encode()) + len(batch["last"].encode()) + 30  # JSON
         if size > ROUND_BYTES:
             return count
-    return len(addresses)
+    return len(batches)
 
 
-def _unconfirm(state: SendState, rows: list[Delivery]) -> None:
+def _unconfirm(workspace_id: str, campaign_id: str, rows: list[Delivery]) -> int:
     """Rows left `sending` by an earlier batch (it crashed or timed out between its send
-    call and the write after it): unconfirmed, never sent again."""
+    call and the write after it): unconfirmed, never sent again. How many were."""
     if not rows:
-        return
+        return 0
     applied = deliveries.transact(
         [deliveries.unconfirmed(row, "the send's outcome was never recorded") for row in rows]
     )
-    campaigns.add_counters(state.workspaceId, state.campaignId, {"unconfirmed": sum(applied)})
+    count = sum(applied)
+    campaigns.add_counters(workspace_id, campaign_id, {"unconfirmed": count})
+    return count
 
 
 # --------------------------------------------------------------------------- the chain
@@ -438,8 +444,12 @@ class _Batch:
 
     def run(self) -> dict[str, Any]:
         batch = self.batch
+        rows = deliveries.range_rows(batch.workspaceId, batch.campaignId, batch.first, batch.last)
+        # A range is one batch's at a time: a row found sending was left so by an earlier one.
+        stale = [row for row in rows if row.status == deliveries.SENDING]
+        self.counts["unconfirmed"] += _unconfirm(batch.workspaceId, batch.campaignId, stale)
         queue = deque(self._fail_suppressed(
-            deliveries.recipients(batch.workspaceId, batch.campaignId, batch.recipients)
+            [row for row in rows if row.status == deliveries.PENDING]
         ))
         waiting: list[Delivery] = []  # claimed, their slot missed: they wait for new ones
         try:

@@ -6,6 +6,7 @@ address alone (the same address may be in several workspaces)."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from crmjobs.domain.feedback import SesEvent
@@ -21,30 +22,24 @@ def record_event(event: SesEvent) -> dict[str, Any]:
     counted = suppressed = 0
     for address in event.addresses:
         if event.campaign_id == DIRECT_CAMPAIGN:
-            if event.dedupe_key is not None and event.counter is not None:
-                counted += deliveries.flag_direct_once(
-                    event.workspace_id,
-                    event.dedupe_key,
-                    address,
-                    event.counter,
-                    utcnow(),
-                    message_id=event.message_id,
-                    bounce_type=event.bounce_type,
-                )
+            flag = (
+                partial(deliveries.flag_direct_once, event.workspace_id, event.dedupe_key)
+                if event.dedupe_key is not None
+                else None
+            )
         else:
             row = deliveries.get(event.workspace_id, event.campaign_id, address)
             if row is None or row.message_id != event.message_id:
                 continue
-            if event.counter is not None:
-                counted += deliveries.flag_once(
-                    event.workspace_id,
-                    event.campaign_id,
-                    address,
-                    event.counter,
-                    utcnow(),
-                    message_id=event.message_id,
-                    bounce_type=event.bounce_type,
-                )
+            flag = partial(deliveries.flag_once, event.workspace_id, event.campaign_id)
+        if flag is not None and event.counter is not None:
+            counted += flag(
+                address,
+                event.counter,
+                utcnow(),
+                message_id=event.message_id,
+                bounce_type=event.bounce_type,
+            )
         if event.suppression_reason is not None:
             suppressed += suppressions.suppress(
                 event.workspace_id, address, event.suppression_reason

@@ -117,17 +117,26 @@ def _pending_row(workspace_id: str, campaign_id: str, entry: AudienceEntry) -> D
 def _rows_by_address(
     workspace_id: str, campaign_id: str, addresses: Sequence[str]
 ) -> dict[str, Delivery]:
-    key = campaign_key(workspace_id, campaign_id)
-    found = Delivery.batch_get([(key, address) for address in addresses], consistent_read=True)
-    return {found_row.email: found_row for found_row in found}
+    """The rows of these addresses: a Query of the rows' key range from the first address
+    to the last (a page of entries is a range too), since a row exists only from its
+    claim on: in a first pass there are few, and the Query reads only those."""
+    if not addresses:
+        return {}
+    wanted = set(addresses)
+    found = Delivery.query(
+        campaign_key(workspace_id, campaign_id),
+        Delivery.email.between(min(addresses), max(addresses)),
+        consistent_read=True,
+    )
+    return {row.email: row for row in found if row.email in wanted}
 
 
 def ledger_page(
     workspace_id: str, campaign_id: str, cursor: dict[str, Any] | None, limit: int
 ) -> Page[Delivery]:
-    """Up to `limit` recipients in address order (a Query of the audience entries, then a
-    BatchGetItem of their rows), each as its Delivery row or, where its send was never
-    claimed, the pending row its claim will write; `cursor` continues."""
+    """Up to `limit` recipients in address order (a Query of the audience entries, then one
+    of their rows), each as its Delivery row or, where its send was never claimed, the
+    pending row its claim will write; `cursor` continues."""
     entries = query_page(
         AudienceEntry.query, audience_key(workspace_id, campaign_id), cursor, limit,
         consistent_read=True,
@@ -140,35 +149,42 @@ def ledger_page(
     )
 
 
-def unfinished_page(
+def address_page(
     workspace_id: str, campaign_id: str, cursor: dict[str, Any] | None, limit: int
-) -> Page[Delivery]:
-    """Of up to `limit` recipients read (ledger_page), those pending or sending."""
-    page = ledger_page(workspace_id, campaign_id, cursor, limit)
-    return Page([found for found in page.items if found.status in (PENDING, SENDING)],
-                page.cursor)
+) -> Page[str]:
+    """Up to `limit` listed addresses in order (a Query of the audience entries' keys);
+    `cursor` continues."""
+    entries = query_page(
+        AudienceEntry.query, audience_key(workspace_id, campaign_id), cursor, limit,
+        consistent_read=True, attributes_to_get=["email"],
+    )
+    return Page([entry.email for entry in entries.items], entries.cursor)
+
+
+def range_rows(workspace_id: str, campaign_id: str, first: str, last: str) -> list[Delivery]:
+    """The recipients listed from `first` to `last` (addresses, inclusive) in order, each as
+    its Delivery row or, where its send was never claimed, the pending row its claim will
+    write (with the fields its message names): a Query of the entries and one of the rows."""
+    entries = AudienceEntry.query(
+        audience_key(workspace_id, campaign_id),
+        AudienceEntry.email.between(first, last),
+        consistent_read=True,
+    )
+    rows = {
+        row.email: row
+        for row in Delivery.query(
+            campaign_key(workspace_id, campaign_id),
+            Delivery.email.between(first, last),
+            consistent_read=True,
+        )
+    }
+    return [rows.get(entry.email) or _pending_row(workspace_id, campaign_id, entry)
+            for entry in entries]
 
 
 def cursor_after(workspace_id: str, campaign_id: str, address: str) -> dict[str, Any]:
     """The cursor of a ledger page that starts after `address`."""
     return {"campaignKey": {"S": audience_key(workspace_id, campaign_id)}, "email": {"S": address}}
-
-
-def recipients(workspace_id: str, campaign_id: str, addresses: Sequence[str]) -> list[Delivery]:
-    """The addresses' pending rows with the fields their messages name (from their audience
-    entries, in the given order), ready to claim."""
-    key = audience_key(workspace_id, campaign_id)
-    entries = {
-        entry.email: entry
-        for entry in AudienceEntry.batch_get(
-            [(key, address) for address in set(addresses)], consistent_read=True
-        )
-    }
-    return [
-        _pending_row(workspace_id, campaign_id, entries[address])
-        for address in addresses
-        if address in entries
-    ]
 
 
 def count_by_status(workspace_id: str, campaign_id: str) -> Counter[str]:
