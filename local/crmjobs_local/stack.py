@@ -18,7 +18,7 @@ from typing import Any
 
 from crmjobs import config
 from crmjobs.adapters import aws
-from crmjobs_local import dynamodb_atomicity
+from crmjobs_local import moto_dynamodb
 from crmjobs_local.context import LambdaContext, load_handler
 from crmjobs_local.event_sources import BatchOutcome, SqsEventSource
 from crmjobs_local.http_api import DEFAULT_API_PORT, LOCAL_HOST
@@ -110,7 +110,7 @@ class LocalRuntime:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._saved_environ = dict(os.environ)
         os.environ.update(LOCAL_CREDENTIALS)
-        dynamodb_atomicity.install()
+        moto_dynamodb.install()
         self._atomic_writes = True
         self._start_moto()
         if self.api_port == 0:
@@ -180,7 +180,7 @@ class LocalRuntime:
             self._server.stop()
             self._server = None
         if self._atomic_writes:
-            dynamodb_atomicity.uninstall()
+            moto_dynamodb.uninstall()
             self._atomic_writes = False
         if self._saved_environ is not None:
             os.environ.clear()

@@ -1,4 +1,5 @@
-"""The local runtime's DynamoDB writes are atomic, as DynamoDB's are (moto's alone are not)."""
+"""The local runtime's DynamoDB: writes are atomic, as DynamoDB's are (moto's alone are not), and a
+Query reads its partition only."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from crmjobs.domain.pacing import Reservation
 from crmjobs.stores import send_rate
-from crmjobs_local import dynamodb_atomicity
+from crmjobs_local import moto_dynamodb
 from crmjobs_local.stack import LocalRuntime
 
 RATE = 1000.0
@@ -42,7 +43,7 @@ def test_concurrent_reservations_never_share_a_slot(local_runtime):
 def test_without_the_lock_moto_loses_updates(local_runtime):
     """The check above can fail: with moto's requests unserialized, some reservations get a
     slot another one already has."""
-    dynamodb_atomicity.uninstall()
+    moto_dynamodb.uninstall()
     try:
         lost = 0
         for _ in range(5):  # interleaving is likely, not certain: a few tries
@@ -51,5 +52,51 @@ def test_without_the_lock_moto_loses_updates(local_runtime):
             if lost:
                 break
     finally:
-        dynamodb_atomicity.install()
+        moto_dynamodb.install()
     assert lost > 0
+
+
+def test_a_query_reads_its_partition_only_with_the_same_results(local_runtime):
+    """moto sorts and reads the whole table for each Query; the local runtime's reads the
+    Query's partition, and finds what moto finds (ranges, pages, order, indexes)."""
+    from moto.dynamodb.models.table import Table
+
+    from crmjobs.models import Delivery
+    from crmjobs.stores import deliveries
+
+    for campaign in ("c-1", "c-2"):
+        with Delivery.batch_write() as batch:
+            for n in range(30):
+                batch.save(Delivery(deliveries.campaign_key("ws-q", campaign), f"r{n:02d}@x.com",
+                                    workspace_id="ws-q", campaign_id=campaign))
+
+    def reads():
+        key = deliveries.campaign_key("ws-q", "c-1")
+        ranged = [row.email for row in Delivery.query(
+            key, Delivery.email.between("r05@x.com", "r12@x.com"), consistent_read=True)]
+        paged = deliveries.ledger_page("ws-q", "c-1", None, 7)
+        backwards = [row.email for row in Delivery.query(key, scan_index_forward=False, limit=3)]
+        return ranged, len(list(Delivery.query(key))), backwards, paged.cursor
+
+    seen: list[int] = []
+    all_items = Table.all_items
+
+    def counted(table):
+        items = all_items(table)
+        seen.append(len(items))
+        return items
+
+    Table.all_items = counted
+    try:
+        local = reads()
+        assert seen == []  # no Query read the whole table
+        moto_dynamodb.uninstall()
+        try:
+            assert reads() == local
+            assert max(seen) >= 60  # moto's own Query read both campaigns' rows
+        finally:
+            moto_dynamodb.install()
+    finally:
+        Table.all_items = all_items
+    assert local[0] == [f"r{n:02d}@x.com" for n in range(5, 13)] and local[1] == 30
+    assert local[2] == ["r29@x.com", "r28@x.com", "r27@x.com"]
