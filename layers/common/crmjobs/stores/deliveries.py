@@ -131,22 +131,24 @@ def _rows_by_address(
     return {row.email: row for row in found if row.email in wanted}
 
 
+def _as_rows(workspace_id: str, campaign_id: str, entries: list[AudienceEntry]) -> list[Delivery]:
+    """Each entry as its Delivery row or, where its send was never claimed, the pending row
+    its claim will write (with the fields its message names)."""
+    rows = _rows_by_address(workspace_id, campaign_id, [entry.email for entry in entries])
+    return [rows.get(entry.email) or _pending_row(workspace_id, campaign_id, entry)
+            for entry in entries]
+
+
 def ledger_page(
     workspace_id: str, campaign_id: str, cursor: dict[str, Any] | None, limit: int
 ) -> Page[Delivery]:
-    """Up to `limit` recipients in address order (a Query of the audience entries, then one
-    of their rows), each as its Delivery row or, where its send was never claimed, the
-    pending row its claim will write; `cursor` continues."""
+    """Up to `limit` recipients in address order, as `_as_rows` gives them (a Query of the
+    audience entries, then one of their rows); `cursor` continues."""
     entries = query_page(
         AudienceEntry.query, audience_key(workspace_id, campaign_id), cursor, limit,
         consistent_read=True,
     )
-    rows = _rows_by_address(workspace_id, campaign_id, [entry.email for entry in entries.items])
-    return Page(
-        [rows.get(entry.email) or _pending_row(workspace_id, campaign_id, entry)
-         for entry in entries.items],
-        entries.cursor,
-    )
+    return Page(_as_rows(workspace_id, campaign_id, entries.items), entries.cursor)
 
 
 def address_page(
@@ -162,24 +164,14 @@ def address_page(
 
 
 def range_rows(workspace_id: str, campaign_id: str, first: str, last: str) -> list[Delivery]:
-    """The recipients listed from `first` to `last` (addresses, inclusive) in order, each as
-    its Delivery row or, where its send was never claimed, the pending row its claim will
-    write (with the fields its message names): a Query of the entries and one of the rows."""
+    """The recipients listed from `first` to `last` (addresses, inclusive) in order, as
+    `_as_rows` gives them: a Query of the entries and one of the rows."""
     entries = AudienceEntry.query(
         audience_key(workspace_id, campaign_id),
         AudienceEntry.email.between(first, last),
         consistent_read=True,
     )
-    rows = {
-        row.email: row
-        for row in Delivery.query(
-            campaign_key(workspace_id, campaign_id),
-            Delivery.email.between(first, last),
-            consistent_read=True,
-        )
-    }
-    return [rows.get(entry.email) or _pending_row(workspace_id, campaign_id, entry)
-            for entry in entries]
+    return _as_rows(workspace_id, campaign_id, list(entries))
 
 
 def cursor_after(workspace_id: str, campaign_id: str, address: str) -> dict[str, Any]:
