@@ -4,12 +4,14 @@ Query reads its partition only."""
 from __future__ import annotations
 
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 
 import pytest
 
 from crmjobs.domain.pacing import Reservation
-from crmjobs.stores import send_rate
+from crmjobs.stores import deliveries, send_rate
 from crmjobs_local import moto_dynamodb
 from crmjobs_local.stack import LocalRuntime
 
@@ -40,20 +42,47 @@ def test_concurrent_reservations_never_share_a_slot(local_runtime):
     assert min(gaps) >= 0.999 / RATE
 
 
-def test_without_the_lock_moto_loses_updates(local_runtime):
-    """The check above can fail: with moto's requests unserialized, some reservations get a
-    slot another one already has."""
+def _claims_meeting_inside_moto(monkeypatch, address: str) -> int:
+    """Two claims of one recipient at once, each held inside moto, right after it has read the
+    row, until the other has read it too (or for 0.5 s, when the other cannot get there): how
+    many of the two claimed the row."""
+    from moto.dynamodb.models.table import Table
+
+    meeting = threading.Barrier(2, timeout=0.5)
+    get_item = Table.get_item
+
+    def read_then_meet(table, hash_key, range_key=None, *args, **kwargs):
+        item = get_item(table, hash_key, range_key, *args, **kwargs)
+        if range_key is not None and range_key.value == address:
+            try:
+                meeting.wait()
+            except threading.BrokenBarrierError:
+                pass
+        return item
+
+    monkeypatch.setattr(Table, "get_item", read_then_meet)
+    now = datetime.now(UTC)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        claims = pool.map(
+            lambda _: deliveries.claim([deliveries.row("ws-a", "c-a", address)], now), range(2))
+        return sum(len(claimed) for claimed in claims)
+
+
+def test_two_claims_of_one_row_inside_moto_at_once_one_wins(local_runtime, monkeypatch):
+    assert _claims_meeting_inside_moto(monkeypatch, "once@x.com") == 1
+
+
+def test_without_the_lock_both_claims_win(local_runtime, monkeypatch):
+    """The check above can fail: with moto's requests unserialized, both claims read the row
+    before either writes it, and both find it claimable."""
+    from moto.dynamodb.responses import DynamoHandler
+
     moto_dynamodb.uninstall()
     try:
-        lost = 0
-        for _ in range(5):  # interleaving is likely, not certain: a few tries
-            slots = [reservation.first_slot for reservation in _reserve_side_by_side()]
-            lost = len(slots) - len(set(slots))
-            if lost:
-                break
+        assert DynamoHandler.call_action.__name__ == "call_action"  # the lock is out
+        assert _claims_meeting_inside_moto(monkeypatch, "twice@x.com") == 2
     finally:
         moto_dynamodb.install()
-    assert lost > 0
 
 
 def test_a_query_reads_its_partition_only_with_the_same_results(local_runtime):
@@ -62,7 +91,6 @@ def test_a_query_reads_its_partition_only_with_the_same_results(local_runtime):
     from moto.dynamodb.models.table import Table
 
     from crmjobs.models import Delivery
-    from crmjobs.stores import deliveries
 
     for campaign in ("c-1", "c-2"):
         with Delivery.batch_write() as batch:
