@@ -64,7 +64,8 @@ def _claims_meeting_inside_moto(monkeypatch, address: str) -> int:
     now = datetime.now(UTC)
     with ThreadPoolExecutor(max_workers=2) as pool:
         claims = pool.map(
-            lambda _: deliveries.claim([deliveries.row("ws-a", "c-a", address)], now), range(2))
+            lambda _: deliveries.claim([deliveries.row("ws-a", "c-a", address)], now), range(2)
+        )
         return sum(len(claimed) for claimed in claims)
 
 
@@ -95,13 +96,23 @@ def test_a_query_reads_its_partition_only_with_the_same_results(local_runtime):
     for campaign in ("c-1", "c-2"):
         with Delivery.batch_write() as batch:
             for n in range(30):
-                batch.save(Delivery(deliveries.campaign_key("ws-q", campaign), f"r{n:02d}@x.com",
-                                    workspace_id="ws-q", campaign_id=campaign))
+                batch.save(
+                    Delivery(
+                        deliveries.campaign_key("ws-q", campaign),
+                        f"r{n:02d}@x.com",
+                        workspace_id="ws-q",
+                        campaign_id=campaign,
+                    )
+                )
 
     def reads():
         key = deliveries.campaign_key("ws-q", "c-1")
-        ranged = [row.email for row in Delivery.query(
-            key, Delivery.email.between("r05@x.com", "r12@x.com"), consistent_read=True)]
+        ranged = [
+            row.email
+            for row in Delivery.query(
+                key, Delivery.email.between("r05@x.com", "r12@x.com"), consistent_read=True
+            )
+        ]
         paged = deliveries.ledger_page("ws-q", "c-1", None, 7)
         backwards = [row.email for row in Delivery.query(key, scan_index_forward=False, limit=3)]
         return ranged, len(list(Delivery.query(key))), backwards, paged.cursor
