@@ -42,13 +42,13 @@ def test_concurrent_reservations_never_share_a_slot(local_runtime):
     assert min(gaps) >= 0.999 / RATE
 
 
-def _claims_meeting_inside_moto(monkeypatch, address: str) -> int:
+def _claims_meeting_inside_moto(monkeypatch, address: str, wait: float) -> int:
     """Two claims of one recipient at once, each held inside moto, right after it has read the
-    row, until the other has read it too (or for 0.5 s, when the other cannot get there): how
-    many of the two claimed the row."""
+    row, until the other has read it too (or for `wait` seconds, when the other cannot get
+    there): how many of the two claimed the row."""
     from moto.dynamodb.models.table import Table
 
-    meeting = threading.Barrier(2, timeout=0.5)
+    meeting = threading.Barrier(2, timeout=wait)
     get_item = Table.get_item
 
     def read_then_meet(table, hash_key, range_key=None, *args, **kwargs):
@@ -70,7 +70,7 @@ def _claims_meeting_inside_moto(monkeypatch, address: str) -> int:
 
 
 def test_two_claims_of_one_row_inside_moto_at_once_one_wins(local_runtime, monkeypatch):
-    assert _claims_meeting_inside_moto(monkeypatch, "once@x.com") == 1
+    assert _claims_meeting_inside_moto(monkeypatch, "once@x.com", wait=0.5) == 1
 
 
 def test_without_the_lock_both_claims_win(local_runtime, monkeypatch):
@@ -81,7 +81,7 @@ def test_without_the_lock_both_claims_win(local_runtime, monkeypatch):
     moto_dynamodb.uninstall()
     try:
         assert DynamoHandler.call_action.__name__ == "call_action"  # the lock is out
-        assert _claims_meeting_inside_moto(monkeypatch, "twice@x.com") == 2
+        assert _claims_meeting_inside_moto(monkeypatch, "twice@x.com", wait=30) == 2
     finally:
         moto_dynamodb.install()
 
